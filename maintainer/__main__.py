@@ -1,0 +1,3 @@
+from maintainer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Command line: argument parsing and exit codes only.
+
+Exit codes: 0 done, 1 a job failed, 2 usage or configuration error.
+Commands that print a report (``run-once``, ``list``, ``demo``) write it to stdout and their log lines
+to stderr, so ``> audit.json`` captures the report alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import jobs
+from maintainer import __version__, logs
+from maintainer.errors import MaintainerError
+from maintainer.runner import run_job
+from maintainer.settings import load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
+        "--database-url", metavar="URL",
+        help="PostgreSQL URL; default $MAINTAINER_DATABASE_URL, then $DATABASE_URL",
+    )
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
+
+    parser = argparse.ArgumentParser(
+        prog="maintainer", description="Scheduled PostgreSQL maintenance for the Parlant agent tables.",
+        epilog="exit codes: 0 done, 1 job failed, 2 usage or configuration error",
+    )
+    parser.add_argument("--version", action="version", version=f"maintainer {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_once = commands.add_parser(
+        "run-once", parents=[connection, output], help="run one job now and exit",
+        description="Run one job now. With --dry-run, report what it would do and change nothing.",
+    )
+    run_once.add_argument("job", help="job name, see 'maintainer list'")
+    run_once.add_argument("--dry-run", action="store_true", help="report only; runs in a read-only transaction")
+    commands.add_parser("list", parents=[output], help="list the jobs, their schedules and what they do")
+    demo = commands.add_parser(
+        "demo", help="run the retention audit and cleanup on a throwaway embedded PostgreSQL with synthetic data"
+    )
+    demo.add_argument("--events", type=int, default=100_000, help="synthetic events to generate (default 100000)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(database_url=getattr(args, "database_url", None))
+        logs.configure(settings.log_format, settings.log_level, stream=sys.stderr)
+        if args.command == "run-once":
+            run = run_job(settings, jobs.get(args.job), dry_run=args.dry_run)
+            print(json.dumps(run.as_dict(), indent=2) if args.format == "json" else run.result.report)
+        elif args.command == "list":
+            _list_jobs(settings.jobs, args.format)
+        elif args.command == "demo":
+            from maintainer.demo import run_demo
+
+            run_demo(args.events, sys.stdout)
+    except MaintainerError as error:
+        print(f"maintainer: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+def _list_jobs(job_settings: jobs.JobsSettings, output_format: str) -> None:
+    rows = [
+        {
+            "job": job.name,
+            "schedule": getattr(job_settings, job.settings_key).schedule,
+            "enabled": getattr(job_settings, job.settings_key).enabled,
+            "description": job.description,
+        }
+        for job in jobs.REGISTRY.values()
+    ]
+    if output_format == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "" if row["enabled"] else " (disabled)"
+        print(f"{row['job']:<26}{row['schedule']:<16}{row['description']}{state}")

@@ -1,0 +1,54 @@
+"""Connections as maintenance needs them: named, bounded in time, in a fixed time zone."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from maintainer.job import JobSettings, milliseconds
+
+if TYPE_CHECKING:
+    from maintainer.settings import Settings
+
+# A dead peer (failover, dropped NAT entry) is noticed within about a minute instead of hanging a run.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+def connect(settings: Settings, job: str, job_settings: JobSettings, *, autocommit: bool) -> psycopg.Connection[Any]:
+    """Open the connection one run of ``job`` works on.
+
+    ``application_name`` shows DBAs who is working; the session ``TimeZone`` makes comparisons of
+    ``TIMESTAMP WITHOUT TIME ZONE`` columns with computed cutoffs independent of the server's default.
+    """
+    params: dict[str, Any] = {
+        "connect_timeout": max(1, round(settings.connect_timeout.total_seconds())),
+        **_KEEPALIVES,
+        **conninfo_to_dict(settings.require_database_url()),
+        "application_name": f"maintainer:{job}",
+    }
+    conn = psycopg.connect(**params, autocommit=autocommit)
+    try:
+        # set_config() rather than startup options: connection poolers reject unknown startup parameters.
+        conn.execute(
+            "SELECT set_config('TimeZone', %s, false), set_config('lock_timeout', %s, false),"
+            " set_config('statement_timeout', %s, false)",
+            (
+                settings.timezone,
+                f"{milliseconds(job_settings.lock_timeout)}ms",
+                f"{milliseconds(job_settings.statement_timeout)}ms",
+            ),
+        )
+        if not autocommit:
+            conn.commit()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def table(name: str) -> sql.Identifier:
+    """A table or view name from configuration, optionally schema-qualified (``public.parlant_event``)."""
+    return sql.Identifier(*name.split("."))

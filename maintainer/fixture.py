@@ -1,0 +1,40 @@
+"""The Parlant fixture schema and synthetic data, for the demo, the tests and the benchmark."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import psycopg
+
+
+def _sql(name: str) -> str:
+    return resources.files("maintainer").joinpath("sql", name).read_text()
+
+
+def create_schema(conn: psycopg.Connection[Any]) -> None:
+    """The tables, enum and indexes of the application's migrations that maintenance works on."""
+    conn.execute(_sql("parlant_fixture.sql").encode())
+
+
+def add_synthetic_data(
+    conn: psycopg.Connection[Any],
+    *,
+    events: int,
+    now: datetime,
+    seed: float = 0.42,
+    events_per_session: int = 40,
+    agents: int = 20,
+) -> None:
+    """Insert ``events`` events (and their sessions and agents) spread over the year before ``now``."""
+    params = {
+        "now": now.replace(tzinfo=None),
+        "seed": seed,
+        "agents": agents,
+        "events": events,
+        "per_session": events_per_session,
+        "sessions": -(-events // events_per_session),
+    }
+    # Client-side binding: the script is several statements, which server-side parameters do not allow.
+    psycopg.ClientCursor(conn).execute(_sql("synthetic_data.sql"), params)

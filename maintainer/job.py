@@ -1,0 +1,93 @@
+"""The contract between the engine and the jobs: what a job is, what it is given, what it returns.
+
+A job is data plus two functions: ``run`` does the work, ``dry_run`` reports what ``run`` would do
+without changing anything. Both receive a :class:`RunContext` and return a :class:`Result`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import psycopg
+import structlog
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+Clock = Callable[[], datetime]
+"""Returns the current time, timezone-aware. Injected so tests can fix the time."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept PostgreSQL-style durations (``500ms``, ``5s``, ``2min``, ``1h``, ``1d``) or plain seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("must be a duration such as 500ms, 5s, 2min, 1h or 1d (0 turns it off)")
+        amount, unit = match.groups()
+        return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit or "s"])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+
+def milliseconds(duration: timedelta) -> int:
+    return round(duration.total_seconds() * 1000)
+
+
+class JobSettings(BaseModel):
+    """Settings every job has; each job extends this with its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    schedule: str
+    # Maintenance must give way to the application, never queue in front of it holding a lock request.
+    lock_timeout: Duration = timedelta(seconds=5)
+    statement_timeout: Duration = timedelta(minutes=30)
+
+
+@dataclass
+class RunContext:
+    """Everything one run of a job may use. The job never opens connections or reads the clock itself."""
+
+    job: str
+    run_id: str
+    conn: psycopg.Connection[Any]
+    settings: Any  # the job's own JobSettings subclass
+    clock: Clock
+    log: structlog.typing.FilteringBoundLogger
+    monotonic: Callable[[], float]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Result:
+    """What a run did: ``summary`` goes into the log line and the JSON report, ``report`` is for people."""
+
+    summary: dict[str, Any]
+    report: str
+    rows_affected: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str
+    settings_model: type[JobSettings]
+    run: Callable[[RunContext], Result]
+    dry_run: Callable[[RunContext], Result]
+
+    @property
+    def settings_key(self) -> str:
+        """The key under ``[jobs]`` in TOML and in environment variables (``cleanup_old_events``)."""
+        return self.name.replace("-", "_")

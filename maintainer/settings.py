@@ -1,0 +1,113 @@
+"""Settings: built-in defaults < config/maintainer.toml < the file in MAINTAINER_CONFIG < environment < CLI.
+
+Every setting can be overridden from the environment, nested with ``__``:
+``MAINTAINER_JOBS__CLEANUP_OLD_EVENTS__RETENTION_DAYS=120``. Invalid values raise :class:`ConfigError`
+before any connection is made; the database URL is a secret and never appears in a message or ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from jobs import JobsSettings
+from maintainer.errors import ConfigError
+from maintainer.job import Duration
+
+CONFIG_ENV = "MAINTAINER_CONFIG"
+_SECRET_FIELDS = {"database_url"}
+
+
+def default_config_file() -> Path:
+    """The shipped defaults: inside the wheel when installed, ``config/`` in a source checkout."""
+    packaged = Path(__file__).parent / "_config" / "maintainer.toml"
+    return packaged if packaged.exists() else Path(__file__).resolve().parent.parent / "config" / "maintainer.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MAINTAINER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MAINTAINER_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    timezone: str = "UTC"
+    connect_timeout: Duration = timedelta(seconds=10)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    jobs: JobsSettings = JobsSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _parseable_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                conninfo_to_dict(value.get_secret_value())
+            except psycopg.Error:
+                raise ValueError("is not a PostgreSQL URL (postgresql://user@host:5432/dbname)") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name such as UTC or Europe/Berlin") from None
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [default_config_file()]
+        if user_file := os.environ.get(CONFIG_ENV):
+            files.append(Path(user_file))
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, files, deep_merge=True)
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigError(
+                "no database to connect to: set MAINTAINER_DATABASE_URL (or DATABASE_URL) or pass --database-url"
+            )
+        return self.database_url.get_secret_value()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate all settings, or raise ConfigError naming each bad field and what it accepts."""
+    if (user_file := os.environ.get(CONFIG_ENV)) and not Path(user_file).is_file():
+        raise ConfigError(f"{CONFIG_ENV}={user_file}: no such file")
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"configuration file is not valid TOML: {error}") from None
+    except ValidationError as error:
+        raise ConfigError("invalid settings:\n" + "\n".join(_describe(e) for e in error.errors())) from None
+
+
+def _describe(error: Any) -> str:
+    location = [str(part) for part in error["loc"]]
+    if location and location[0] in {"MAINTAINER_DATABASE_URL", "DATABASE_URL"}:
+        location = ["database_url"]
+    field = ".".join(location)
+    env = "MAINTAINER_" + "__".join(location).upper()
+    text = f"  {field} (environment {env}): {error['msg'].removeprefix('Value error, ')}"
+    if location and location[0] not in _SECRET_FIELDS and error["type"] != "missing":
+        text += f"; got {error['input']!r}"
+    return text
