@@ -1,0 +1,196 @@
+"""cleanup-old-events against a real PostgreSQL: exactly the guide's rule, in bounded batches."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+import jobs
+from maintainer.errors import JobFailed
+from maintainer.runner import Run, run_job
+from maintainer.settings import Settings, load_settings
+from tests.parlant import CUTOFF, add_session, days_ago, event_ids, fixed_clock
+
+CLEANUP = jobs.get("cleanup-old-events")
+
+
+def cleanup(settings: Settings, *, dry_run: bool = False, **kwargs: Any) -> Run:
+    return run_job(settings, CLEANUP, dry_run=dry_run, clock=fixed_clock, **kwargs)
+
+
+def with_cleanup(database_url: str, **job_settings: Any) -> Settings:
+    return load_settings(database_url=database_url, jobs={"cleanup_old_events": job_settings})
+
+
+@pytest.fixture
+def mixed_sessions(conn: psycopg.Connection[Any]) -> dict[str, list[Any]]:
+    """One session of each kind the rule must tell apart, keyed by what should happen to its events."""
+    _, doomed = add_session(conn, "completed", days_ago(150), [days_ago(200), days_ago(160), days_ago(151)])
+    _, late = add_session(conn, "completed", days_ago(120), [days_ago(130), days_ago(5)])
+    _, recent_end = add_session(conn, "completed", days_ago(10), [days_ago(200), days_ago(100)])
+    _, abandoned = add_session(conn, "abandoned", days_ago(200), [days_ago(210), days_ago(205)])
+    _, active = add_session(conn, "active", None, [days_ago(300), days_ago(1)])
+    _, at_cutoff = add_session(conn, "completed", days_ago(90), [days_ago(95)])
+    _, event_at_cutoff = add_session(conn, "completed", days_ago(95), [CUTOFF, days_ago(96)])
+    return {
+        "deleted": [*doomed, late[0], event_at_cutoff[1]],
+        "kept": [late[1], *recent_end, *abandoned, *active, *at_cutoff, event_at_cutoff[0]],
+    }
+
+
+def test_cleanup_deletes_exactly_the_events_the_policy_names(
+    settings: Settings, conn: psycopg.Connection[Any], mixed_sessions: dict[str, list[Any]]
+) -> None:
+    run = cleanup(settings)
+
+    assert event_ids(conn) == set(mixed_sessions["kept"])
+    assert run.result.summary["rows_deleted"] == len(mixed_sessions["deleted"])
+    assert run.result.summary["cutoff"] == CUTOFF.isoformat()
+    assert run.result.summary["stopped_early"] is False
+
+
+def test_cleanup_keeps_sessions_themselves(settings: Settings, conn: psycopg.Connection[Any]) -> None:
+    session_id, _ = add_session(conn, "completed", days_ago(150), [days_ago(200)])
+
+    cleanup(settings)
+
+    assert conn.execute("SELECT count(*) FROM parlant_session WHERE id = %s", (session_id,)).fetchone() == (1,)
+
+
+def test_cleanup_deletes_old_abandoned_sessions_events_only_when_configured(
+    database_url: str, conn: psycopg.Connection[Any], mixed_sessions: dict[str, list[Any]]
+) -> None:
+    _, abandoned = add_session(conn, "abandoned", days_ago(100), [days_ago(110)])
+
+    cleanup(with_cleanup(database_url, session_statuses=["completed", "abandoned"]))
+
+    assert not set(abandoned) & event_ids(conn)
+
+
+def test_cleanup_honours_a_longer_retention(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    add_session(conn, "completed", days_ago(125), [days_ago(130)])
+    _, kept = add_session(conn, "completed", days_ago(100), [days_ago(130)])  # gone under the default 90 days
+
+    run = cleanup(with_cleanup(database_url, retention_days=120))
+
+    assert event_ids(conn) == set(kept)
+    assert run.result.summary["cutoff"] == days_ago(120).isoformat()
+
+
+def test_cutoff_is_taken_in_the_configured_session_time_zone(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    # 90 days before 12:00 UTC is 2026-08-25 12:00 in UTC but 07:00 in New York: a naive 09:00 is old in UTC only.
+    _, events = add_session(conn, "completed", days_ago(120), [CUTOFF - timedelta(hours=3)])
+
+    cleanup(load_settings(database_url=database_url, timezone="America/New_York"))
+    assert event_ids(conn) == set(events)
+
+    cleanup(load_settings(database_url=database_url, timezone="UTC"))
+    assert event_ids(conn) == set()
+
+
+def test_each_batch_is_its_own_transaction_of_at_most_batch_size_rows(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    # A statement-level trigger sees every DELETE with the transaction that ran it.
+    conn.execute("""
+        CREATE TABLE deletes_seen (xid xid8, rows bigint);
+        CREATE FUNCTION record_deletes() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO deletes_seen SELECT pg_current_xact_id(), count(*) FROM gone; RETURN NULL; END $$;
+        CREATE TRIGGER record_deletes AFTER DELETE ON parlant_event
+            REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION record_deletes();
+    """)
+    add_session(conn, "completed", days_ago(150), [days_ago(200) + timedelta(minutes=i) for i in range(23)])
+    for _ in range(12):
+        add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
+
+    run = cleanup(with_cleanup(database_url, batch_size=4))
+
+    per_transaction = conn.execute("SELECT xid::text, sum(rows) FROM deletes_seen GROUP BY 1").fetchall()
+    assert event_ids(conn) == set()
+    assert sum(rows for _, rows in per_transaction) == 23 + 24
+    assert max(rows for _, rows in per_transaction) <= 4
+    assert len(per_transaction) >= (23 + 24) // 4
+    assert run.result.summary["largest_batch"] <= 4
+
+
+def test_cleanup_stops_at_max_run_time_and_the_next_run_finishes(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    for _ in range(10):
+        add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155), days_ago(151)])
+    ticks = itertools.count()
+    settings = with_cleanup(database_url, batch_size=3, max_run_time="2s")
+
+    first = cleanup(settings, monotonic=lambda: float(next(ticks)))
+
+    assert first.result.summary["stopped_early"] is True
+    assert first.result.summary["stop_reason"] == "max_run_time"
+    assert 0 < first.result.summary["rows_deleted"] < 30
+    assert len(event_ids(conn)) == 30 - first.result.summary["rows_deleted"]
+
+    second = cleanup(settings)
+
+    assert second.result.summary["stopped_early"] is False
+    assert event_ids(conn) == set()
+
+
+def test_cleanup_stops_between_batches_when_asked_to(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    for _ in range(5):
+        add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
+    stop = threading.Event()
+    stop.set()
+
+    run = cleanup(with_cleanup(database_url, batch_size=2), stop=stop)
+
+    assert run.result.summary["stop_reason"] == "shutdown"
+    assert run.result.summary["batches"] == 1
+    assert len(event_ids(conn)) == 8
+
+
+def test_cleanup_gives_way_to_a_conflicting_lock(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    add_session(conn, "completed", days_ago(150), [days_ago(160)])
+    with psycopg.connect(database_url) as application:
+        application.execute("LOCK TABLE parlant_event IN ACCESS EXCLUSIVE MODE")
+
+        with pytest.raises(JobFailed) as failure:
+            cleanup(with_cleanup(database_url, lock_timeout="200ms"))
+
+    assert failure.value.sqlstate == "55P03"
+    assert "lock timeout" in str(failure.value)
+
+
+def test_dry_run_reports_the_audit_and_changes_nothing(
+    settings: Settings, conn: psycopg.Connection[Any], mixed_sessions: dict[str, list[Any]]
+) -> None:
+    before = event_ids(conn)
+
+    audit = cleanup(settings, dry_run=True).result.summary
+
+    assert event_ids(conn) == before
+    assert audit["cutoff"] == CUTOFF.isoformat()
+    assert audit["would_delete"] == {
+        "events": len(mixed_sessions["deleted"]), "sessions": 3, "oldest_event_at": days_ago(200).isoformat()
+    }
+    kept = audit["kept_older_than_cutoff"]
+    assert kept["active"] == {"events": 1, "sessions": 1, "oldest_event_at": days_ago(300).isoformat()}
+    assert kept["abandoned"] == {"events": 2, "sessions": 1, "oldest_event_at": days_ago(210).isoformat()}
+    # completed but ended after the cutoff: the session ended 10 days ago and the one ended exactly at it
+    assert kept["completed_recent"] == {"events": 3, "sessions": 2, "oldest_event_at": days_ago(200).isoformat()}
+
+
+def test_dry_run_agrees_with_what_the_cleanup_then_deletes(
+    settings: Settings, conn: psycopg.Connection[Any], mixed_sessions: dict[str, list[Any]]
+) -> None:
+    audit = cleanup(settings, dry_run=True).result.summary
+
+    deleted = cleanup(settings).result.summary["rows_deleted"]
+
+    assert deleted == audit["would_delete"]["events"]
+    after = cleanup(settings, dry_run=True).result.summary
+    assert after["would_delete"]["events"] == 0
+    assert after["kept_older_than_cutoff"] == audit["kept_older_than_cutoff"]
