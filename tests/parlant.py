@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +37,8 @@ def add_session(
     with conn.cursor() as cursor:
         cursor.executemany(
             'INSERT INTO parlant_event (id, session_id, "offset", created_at) VALUES (%s, %s, %s, %s)',
-            [(event_id, session_id, offset, at) for offset, (event_id, at) in enumerate(zip(event_ids, event_times))],
+            [(event_id, session_id, offset, at) for offset, event_id, at in zip(
+                itertools.count(), event_ids, event_times, strict=False)],
         )
     return session_id, event_ids
 

@@ -28,7 +28,7 @@ def _session_state(ctx: RunContext) -> Result:
     ).fetchone()
     assert row is not None
     names = ("application_name", "timezone", "lock_timeout", "statement_timeout")
-    return Result(summary=dict(zip(names, row)), report="")
+    return Result(summary=dict(zip(names, row, strict=True)), report="")
 
 
 def test_connection_names_the_job_and_sets_time_zone_and_timeouts(database_url: str) -> None:
