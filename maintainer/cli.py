@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(args.events, sys.stdout)
     except MaintainerError as error:
-        print(f"maintainer: {error}", file=sys.stderr)
+        print(f"maintainer: {logs.redact(str(error))}", file=sys.stderr)
         return error.exit_code
     return 0
 

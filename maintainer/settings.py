@@ -51,11 +51,15 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _parseable_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            try:
-                conninfo_to_dict(value.get_secret_value())
-            except psycopg.Error:
-                raise ValueError("is not a PostgreSQL URL (postgresql://user@host:5432/dbname)") from None
+        if value is None:
+            return value
+        try:
+            ports = str(conninfo_to_dict(value.get_secret_value()).get("port") or "5432")
+        except psycopg.Error:
+            ports = ""
+        # libpq only finds a bad port when it connects; refuse it here, with the other bad settings.
+        if not all(port.isdigit() and 0 < int(port) < 65536 for port in ports.split(",")):
+            raise ValueError("is not a PostgreSQL URL (postgresql://user@host:5432/dbname)")
         return value
 
     @field_validator("timezone")
