@@ -110,7 +110,7 @@ def _describe(error: Any) -> str:
     if location and location[0] in {"MAINTAINER_DATABASE_URL", "DATABASE_URL"}:
         location = ["database_url"]
     field = ".".join(location)
-    env = "MAINTAINER_" + "__".join(location).upper()
+    env = "MAINTAINER_" + "__".join(part for part in location if not part.isdigit()).upper()
     text = f"  {field} (environment {env}): {error['msg'].removeprefix('Value error, ')}"
     if location and location[0] not in _SECRET_FIELDS and error["type"] != "missing":
         text += f"; got {error['input']!r}"
