@@ -4,12 +4,31 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from jobs import cleanup_old_events
+from jobs import (
+    cleanup_old_events,
+    maintain_parlant_events,
+    maintain_parlant_indexes,
+    refresh_agent_analytics,
+    update_statistics,
+)
 from jobs.cleanup_old_events import CleanupSettings
+from jobs.maintain_parlant_events import MaintainEventsSettings
+from jobs.maintain_parlant_indexes import MaintainIndexesSettings
+from jobs.refresh_agent_analytics import RefreshAnalyticsSettings
+from jobs.update_statistics import UpdateStatisticsSettings
 from maintainer.errors import ConfigError
 from maintainer.job import Job
 
-REGISTRY: dict[str, Job] = {job.name: job for job in (cleanup_old_events.JOB,)}
+REGISTRY: dict[str, Job] = {
+    job.name: job
+    for job in (
+        cleanup_old_events.JOB,
+        update_statistics.JOB,
+        maintain_parlant_events.JOB,
+        refresh_agent_analytics.JOB,
+        maintain_parlant_indexes.JOB,
+    )
+}
 
 
 class JobsSettings(BaseModel):
@@ -18,6 +37,10 @@ class JobsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cleanup_old_events: CleanupSettings = CleanupSettings()
+    update_statistics: UpdateStatisticsSettings = UpdateStatisticsSettings()
+    maintain_parlant_events: MaintainEventsSettings = MaintainEventsSettings()
+    refresh_agent_analytics: RefreshAnalyticsSettings = RefreshAnalyticsSettings()
+    maintain_parlant_indexes: MaintainIndexesSettings = MaintainIndexesSettings()
 
 
 def get(name: str) -> Job:

@@ -20,8 +20,9 @@ from uuid import UUID
 from psycopg import sql
 from pydantic import Field
 
+from maintainer.catalog import missing, quoted
 from maintainer.db import table
-from maintainer.job import Duration, Job, JobSettings, Result, RunContext
+from maintainer.job import Check, Duration, Job, JobSettings, Result, RunContext
 
 SessionStatus = Literal["active", "completed", "abandoned"]
 SESSION_STATUSES: tuple[SessionStatus, ...] = ("active", "completed", "abandoned")
@@ -206,10 +207,38 @@ def _counts(entry: dict[str, Any]) -> str:
     return text
 
 
+def check(ctx: RunContext) -> list[Check]:
+    """The two tables exist and the role may read sessions and read and delete events."""
+    settings: CleanupSettings = ctx.settings
+    checks = []
+    for name, privileges in ((settings.event_table, ("SELECT", "DELETE")), (settings.session_table, ("SELECT",))):
+        if missing(ctx.conn, [name]):
+            checks.append(Check(ctx.job, name, False, "table does not exist",
+                                fix=f"create it, or set jobs.cleanup_old_events.{_table_setting(settings, name)}"))
+            continue
+        lacking = [
+            privilege for privilege in privileges
+            if ctx.conn.execute("SELECT has_table_privilege(to_regclass(%s), %s)",
+                                (quoted(ctx.conn, name), privilege)).fetchone() == (False,)
+        ]
+        role = ctx.conn.info.user
+        checks.append(
+            Check(ctx.job, name, False, f"role {role} lacks {' and '.join(lacking)}",
+                  fix=f"GRANT {', '.join(lacking)} ON {name} TO {role}")
+            if lacking else Check(ctx.job, name, True, f"role {role} may {' and '.join(privileges)}")
+        )
+    return checks
+
+
+def _table_setting(settings: CleanupSettings, name: str) -> str:
+    return "event_table" if name == settings.event_table else "session_table"
+
+
 JOB = Job(
     name="cleanup-old-events",
     description="delete events older than the retention period from completed sessions that ended before it",
     settings_model=CleanupSettings,
     run=run,
     dry_run=dry_run,
+    check=check,
 )

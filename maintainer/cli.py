@@ -1,20 +1,23 @@
 """Command line: argument parsing and exit codes only.
 
-Exit codes: 0 done, 1 a job failed, 2 usage or configuration error.
-Commands that print a report (``run-once``, ``list``, ``demo``) write it to stdout and their log lines
+Exit codes: 0 done, 1 a job (or a check) failed, 2 usage or configuration error.
+Commands that print a report (``run-once``, ``list``, ``check``, ``demo``) write it to stdout and their log lines
 to stderr, so ``> audit.json`` captures the report alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 
 import jobs
 from maintainer import __version__, logs
+from maintainer.check import run_checks
 from maintainer.errors import MaintainerError
+from maintainer.job import Check
 from maintainer.runner import run_job
 from maintainer.settings import load_settings
 
@@ -41,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     run_once.add_argument("job", help="job name, see 'maintainer list'")
     run_once.add_argument("--dry-run", action="store_true", help="report only; runs in a read-only transaction")
     commands.add_parser("list", parents=[output], help="list the jobs, their schedules and what they do")
+    commands.add_parser(
+        "check", parents=[connection, output], help="check every enabled job's prerequisites; exit 1 if any fails",
+        description="Check the connection, server version, tables, view, function, indexes and privileges"
+        " every enabled job needs. Changes nothing.",
+    )
     demo = commands.add_parser(
         "demo", help="run the retention audit and cleanup on a throwaway embedded PostgreSQL with synthetic data"
     )
@@ -58,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(run.as_dict(), indent=2) if args.format == "json" else run.result.report)
         elif args.command == "list":
             _list_jobs(settings.jobs, args.format)
+        elif args.command == "check":
+            return _print_checks(run_checks(settings), args.format)
         elif args.command == "demo":
             from maintainer.demo import run_demo
 
@@ -84,3 +94,15 @@ def _list_jobs(job_settings: jobs.JobsSettings, output_format: str) -> None:
     for row in rows:
         state = "" if row["enabled"] else " (disabled)"
         print(f"{row['job']:<26}{row['schedule']:<16}{row['description']}{state}")
+
+
+def _print_checks(checks: list[Check], output_format: str) -> int:
+    failed = [check for check in checks if not check.ok]
+    if output_format == "json":
+        print(json.dumps({"ok": not failed, "checks": [dataclasses.asdict(check) for check in checks]}, indent=2))
+    else:
+        for check in checks:
+            print(f"{'ok' if check.ok else 'FAIL':<6}{check.job:<26}{check.subject}: {check.detail}")
+            if check.fix:
+                print(f"{'':<32}fix: {check.fix}")
+    return 1 if failed else 0

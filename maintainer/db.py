@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.errors import Diagnostic
 
-from maintainer.job import JobSettings, milliseconds
+from maintainer.errors import JobFailed
+from maintainer.job import milliseconds
 
 if TYPE_CHECKING:
     from maintainer.settings import Settings
@@ -17,8 +22,10 @@ if TYPE_CHECKING:
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
-def connect(settings: Settings, job: str, job_settings: JobSettings, *, autocommit: bool) -> psycopg.Connection[Any]:
-    """Open the connection one run of ``job`` works on.
+def connect(
+    settings: Settings, purpose: str, *, lock_timeout: timedelta, statement_timeout: timedelta, autocommit: bool
+) -> psycopg.Connection[Any]:
+    """Open a connection for ``purpose`` (a job name, or ``check``).
 
     ``application_name`` shows DBAs who is working; the session ``TimeZone`` makes comparisons of
     ``TIMESTAMP WITHOUT TIME ZONE`` columns with computed cutoffs independent of the server's default.
@@ -27,7 +34,7 @@ def connect(settings: Settings, job: str, job_settings: JobSettings, *, autocomm
         "connect_timeout": max(1, round(settings.connect_timeout.total_seconds())),
         **_KEEPALIVES,
         **conninfo_to_dict(settings.require_database_url()),
-        "application_name": f"maintainer:{job}",
+        "application_name": f"maintainer:{purpose}",
     }
     conn = psycopg.connect(**params, autocommit=autocommit)
     try:
@@ -37,8 +44,8 @@ def connect(settings: Settings, job: str, job_settings: JobSettings, *, autocomm
             " set_config('statement_timeout', %s, false)",
             (
                 settings.timezone,
-                f"{milliseconds(job_settings.lock_timeout)}ms",
-                f"{milliseconds(job_settings.statement_timeout)}ms",
+                f"{milliseconds(lock_timeout)}ms",
+                f"{milliseconds(statement_timeout)}ms",
             ),
         )
         if not autocommit:
@@ -52,3 +59,27 @@ def connect(settings: Settings, job: str, job_settings: JobSettings, *, autocomm
 def table(name: str) -> sql.Identifier:
     """A table or view name from configuration, optionally schema-qualified (``public.parlant_event``)."""
     return sql.Identifier(*name.split("."))
+
+
+@contextmanager
+def failing_on_warnings(job: str, conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Turn a WARNING the server sends while the block runs into JobFailed.
+
+    VACUUM and ANALYZE report a table they skipped (no privilege) with a WARNING, not an error:
+    maintenance that PostgreSQL did not do must not be logged as done.
+    """
+    warnings: list[Diagnostic] = []
+
+    def keep(diagnostic: Diagnostic) -> None:
+        if diagnostic.severity_nonlocalized == "WARNING":
+            warnings.append(diagnostic)
+
+    conn.add_notice_handler(keep)
+    try:
+        yield
+    finally:
+        conn.remove_notice_handler(keep)
+    if warnings:
+        first = warnings[0]
+        raise JobFailed(job, f"PostgreSQL warned: {first.message_primary}", sqlstate=first.sqlstate,
+                        fix=first.message_hint or first.message_detail)

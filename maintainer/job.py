@@ -80,12 +80,24 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One prerequisite of a job, as ``maintainer check`` reports it."""
+
+    job: str
+    subject: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     name: str
     description: str
     settings_model: type[JobSettings]
     run: Callable[[RunContext], Result]
     dry_run: Callable[[RunContext], Result]
+    check: Callable[[RunContext], list[Check]]
 
     @property
     def settings_key(self) -> str:

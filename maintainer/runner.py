@@ -62,7 +62,10 @@ def run_job(
     log.info("job_started")
     started_at, started = clock(), monotonic()
     try:
-        with connect(settings, job.name, job_settings, autocommit=not dry_run) as conn:
+        with connect(
+            settings, job.name, lock_timeout=job_settings.lock_timeout,
+            statement_timeout=job_settings.statement_timeout, autocommit=not dry_run,
+        ) as conn:
             if dry_run:
                 conn.read_only = True
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ

@@ -179,8 +179,9 @@ def test_list_as_json_reflects_configured_schedule_and_state() -> None:
     )
 
     assert result.returncode == 0, result.stderr
-    [job] = json.loads(result.stdout)
-    assert (job["job"], job["schedule"], job["enabled"]) == ("cleanup-old-events", "30 3 * * 0", False)
+    jobs = {job["job"]: job for job in json.loads(result.stdout)}
+    assert (jobs["cleanup-old-events"]["schedule"], jobs["cleanup-old-events"]["enabled"]) == ("30 3 * * 0", False)
+    assert jobs["update-statistics"]["schedule"] == "0 3 * * 0"
 
 
 def test_help_exits_0_and_names_the_commands() -> None:

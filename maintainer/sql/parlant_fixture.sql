@@ -32,3 +32,18 @@ CREATE TABLE parlant_event (
 CREATE INDEX parlant_event_session_id_idx ON parlant_event (session_id);
 CREATE UNIQUE INDEX parlant_event_session_offset_idx ON parlant_event (session_id, "offset");
 CREATE INDEX parlant_event_created_at_idx ON parlant_event (created_at);
+
+-- Daily per-agent analytics, refreshed monthly; the unique index makes REFRESH ... CONCURRENTLY possible.
+CREATE MATERIALIZED VIEW parlant_agent_analytics_daily AS
+SELECT s.agent_id, e.created_at::date AS day, count(DISTINCT s.id) AS sessions, count(*) AS events
+FROM parlant_event AS e JOIN parlant_session AS s ON s.id = e.session_id
+GROUP BY s.agent_id, e.created_at::date;
+CREATE UNIQUE INDEX parlant_agent_analytics_daily_key ON parlant_agent_analytics_daily (agent_id, day);
+
+-- A healthy version of the guide's function: work a function may do (no CONCURRENTLY inside it).
+CREATE FUNCTION maintain_parlant_indexes() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    REINDEX INDEX parlant_event_created_at_idx;
+    ANALYZE parlant_agent, parlant_session, parlant_event;
+END
+$$;

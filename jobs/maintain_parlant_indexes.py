@@ -1,0 +1,184 @@
+"""maintain-parlant-indexes: the guide's ``SELECT maintain_parlant_indexes()``, or the same work done natively.
+
+A PL/pgSQL function cannot run REINDEX ... CONCURRENTLY (PostgreSQL refuses it inside a function,
+SQLSTATE 25001), so a function that tries fails every week. ``mode = "native"`` does from the client
+what such a function means to do, each statement in autocommit: REINDEX INDEX CONCURRENTLY of the
+configured indexes that exist, a rebuild of every invalid index on the Parlant tables (left by a failed
+concurrent build), then ANALYZE of the tables.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from pydantic import Field
+
+from maintainer.catalog import (
+    PARLANT_TABLES,
+    function_exists,
+    invalid_indexes,
+    is_reindex_leftover,
+    lacking_maintain,
+    maintain_checks,
+    maintain_fix,
+    missing,
+    require_maintain,
+)
+from maintainer.db import failing_on_warnings, table
+from maintainer.errors import JobFailed
+from maintainer.job import Check, Duration, Job, JobSettings, Result, RunContext
+
+_NATIVE_FIX = 'set jobs.maintain_parlant_indexes.mode = "native" to do the index maintenance from maintainer'
+
+
+class MaintainIndexesSettings(JobSettings):
+    schedule: str = "0 5 * * 0"
+    statement_timeout: Duration = timedelta(hours=2)
+    mode: Literal["function", "native"] = "function"
+    function: str = "maintain_parlant_indexes"
+    # native mode: the indexes that bloat under the retention cleanup's deletes
+    indexes: list[str] = Field(default=[
+        "parlant_event_pkey", "parlant_event_session_id_idx", "parlant_event_session_offset_idx",
+        "parlant_event_created_at_idx",
+    ])
+    invalid_index_table_prefix: str = "parlant_"
+    tables: list[str] = Field(default=list(PARLANT_TABLES), min_length=1)
+
+
+def _function_call(name: str) -> sql.Composed:
+    return sql.SQL("SELECT {}()").format(table(name))
+
+
+def _reindex(index: str) -> sql.Composed:
+    return sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(table(index))
+
+
+def _analyze(tables: list[str]) -> sql.Composed:
+    return sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(table(name) for name in tables))
+
+
+def _native_plan(ctx: RunContext) -> tuple[list[str], list[str], list[str]]:
+    """(configured indexes that exist, invalid indexes to rebuild, leftovers of failed reindexes to leave)."""
+    settings: MaintainIndexesSettings = ctx.settings
+    absent = set(missing(ctx.conn, settings.indexes))
+    invalid = [index for index, _ in invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)]
+    configured = [index for index in settings.indexes if index not in absent and index not in invalid]
+    leftovers = [index for index in invalid if is_reindex_leftover(index)]
+    return configured, [index for index in invalid if index not in leftovers], leftovers
+
+
+def run(ctx: RunContext) -> Result:
+    settings: MaintainIndexesSettings = ctx.settings
+    return _run_native(ctx) if settings.mode == "native" else _run_function(ctx)
+
+
+def _run_function(ctx: RunContext) -> Result:
+    settings: MaintainIndexesSettings = ctx.settings
+    if not function_exists(ctx.conn, settings.function):
+        raise JobFailed(ctx.job, f"function {settings.function}() does not exist", sqlstate="42883", fix=_NATIVE_FIX)
+    try:
+        ctx.conn.execute(_function_call(settings.function))
+    except psycopg.Error as error:
+        cause = error.diag.message_primary or str(error)
+        if error.sqlstate == "25001":
+            cause += " (PostgreSQL cannot run REINDEX CONCURRENTLY, VACUUM or similar inside a function)"
+        raise JobFailed(ctx.job, f"{settings.function}() failed: {cause}", sqlstate=error.sqlstate,
+                        fix=_NATIVE_FIX) from error
+    return Result(summary={"mode": "function", "function": settings.function},
+                  report=f"ran {settings.function}()", rows_affected=0)
+
+
+def _run_native(ctx: RunContext) -> Result:
+    settings: MaintainIndexesSettings = ctx.settings
+    configured, invalid, leftovers = _native_plan(ctx)
+    require_maintain(ctx.job, ctx.conn, configured + invalid + settings.tables, "REINDEX", owner_only=True)
+    for leftover in leftovers:
+        ctx.log.warning("invalid_index_left", index=leftover, fix=f"DROP INDEX CONCURRENTLY {leftover}",
+                        reason="left by a failed REINDEX CONCURRENTLY; rebuilding it would duplicate an index")
+    rebuilt: dict[str, int] = {}
+    for index in configured + invalid:
+        started = ctx.monotonic()
+        try:
+            ctx.conn.execute(_reindex(index))
+        except psycopg.Error:
+            _drop_own_leftovers(ctx, before=set(leftovers))
+            raise
+        rebuilt[index] = round((ctx.monotonic() - started) * 1000)
+    with failing_on_warnings(ctx.job, ctx.conn):
+        ctx.conn.execute(_analyze(settings.tables))
+    summary: dict[str, Any] = {
+        "mode": "native", "reindexed_ms": rebuilt, "invalid_rebuilt": invalid, "invalid_left": leftovers,
+        "analyzed": settings.tables,
+    }
+    report = "\n".join(
+        [f"reindexed {index} concurrently in {ms} ms" for index, ms in rebuilt.items()]
+        + [f"left invalid index {index} (drop it: DROP INDEX CONCURRENTLY {index})" for index in leftovers]
+        + [f"analyzed {', '.join(settings.tables)}"]
+    )
+    return Result(summary=summary, report=report, rows_affected=0)
+
+
+def _drop_own_leftovers(ctx: RunContext, before: set[str]) -> None:
+    """A REINDEX CONCURRENTLY that failed (lock timeout, cancel) leaves an invalid ``_ccnew`` copy: drop ours."""
+    settings: MaintainIndexesSettings = ctx.settings
+    for index, _ in invalid_indexes(ctx.conn, settings.invalid_index_table_prefix):
+        if is_reindex_leftover(index) and index not in before:
+            ctx.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(table(index)))
+            ctx.log.warning("reindex_leftover_dropped", index=index)
+
+
+def dry_run(ctx: RunContext) -> Result:
+    settings: MaintainIndexesSettings = ctx.settings
+    invalid = invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)
+    summary: dict[str, Any] = {"mode": settings.mode, "invalid_indexes": [index for index, _ in invalid]}
+    if settings.mode == "function":
+        present = function_exists(ctx.conn, settings.function)
+        statements = [_function_call(settings.function).as_string(ctx.conn)]
+        summary["function_exists"] = present
+        state = [f"  function {settings.function}() {'exists' if present else 'does not exist: ' + _NATIVE_FIX}"]
+    else:
+        configured, rebuild, leftovers = _native_plan(ctx)
+        statements = [_reindex(index).as_string(ctx.conn) for index in configured + rebuild]
+        statements.append(_analyze(settings.tables).as_string(ctx.conn))
+        summary |= {"missing_indexes": missing(ctx.conn, settings.indexes), "invalid_left": leftovers,
+                    "not_permitted": lacking_maintain(ctx.conn, configured + rebuild, owner_only=True)}
+        state = [f"  left alone (drop it): {index}" for index in leftovers]
+    summary["statements"] = statements
+    lines = [f"would run: {statement}" for statement in statements] + state + [
+        f"  invalid index {index} on {table_name}" for index, table_name in invalid
+    ]
+    return Result(summary=summary, report="\n".join(lines), rows_affected=0)
+
+
+def check(ctx: RunContext) -> list[Check]:
+    settings: MaintainIndexesSettings = ctx.settings
+    checks = [
+        Check(ctx.job, index, False, f"invalid index on {table_name}",
+              fix=f"DROP INDEX CONCURRENTLY {index}" if is_reindex_leftover(index)
+              else f"REINDEX INDEX CONCURRENTLY {index} (native mode rebuilds it)")
+        for index, table_name in invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)
+    ]
+    if settings.mode == "function":
+        present = function_exists(ctx.conn, settings.function)
+        checks.append(Check(ctx.job, f"{settings.function}()", present,
+                            "function exists" if present else "function does not exist",
+                            fix=None if present else _NATIVE_FIX))
+        return checks
+    configured = [index for index in settings.indexes if index not in missing(ctx.conn, settings.indexes)]
+    if lacking := lacking_maintain(ctx.conn, configured, owner_only=True):
+        checks.append(Check(ctx.job, ", ".join(lacking), False, f"role {ctx.conn.info.user} may not REINDEX",
+                            fix=maintain_fix(ctx.conn, lacking)))
+    return checks + maintain_checks(ctx.job, ctx.conn, settings.tables, "ANALYZE", owner_only=False)
+
+
+JOB = Job(
+    name="maintain-parlant-indexes",
+    description="rebuild bloated and invalid indexes of the Parlant tables (function or native mode)",
+    settings_model=MaintainIndexesSettings,
+    run=run,
+    dry_run=dry_run,
+    check=check,
+)

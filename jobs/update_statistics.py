@@ -1,0 +1,70 @@
+"""update-statistics: ANALYZE the Parlant tables, so the planner's estimates follow the data.
+
+Run by the table owner (or, from PostgreSQL 17, a role with MAINTAIN): for anyone else ANALYZE
+skips the table with only a WARNING, which this job refuses to report as success.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+from pydantic import Field
+
+from maintainer.catalog import PARLANT_TABLES, lacking_maintain, maintain_checks, require_maintain, table_stats
+from maintainer.db import failing_on_warnings, table
+from maintainer.job import Check, Job, JobSettings, Result, RunContext
+
+
+class UpdateStatisticsSettings(JobSettings):
+    schedule: str = "0 3 * * 0"
+    tables: list[str] = Field(default=list(PARLANT_TABLES), min_length=1)
+
+
+def _statement(settings: UpdateStatisticsSettings) -> sql.Composed:
+    return sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(table(name) for name in settings.tables))
+
+
+def run(ctx: RunContext) -> Result:
+    settings: UpdateStatisticsSettings = ctx.settings
+    require_maintain(ctx.job, ctx.conn, settings.tables, "ANALYZE", owner_only=False)
+    before = table_stats(ctx.conn, settings.tables)
+    with failing_on_warnings(ctx.job, ctx.conn):
+        ctx.conn.execute(_statement(settings))
+    after = table_stats(ctx.conn, settings.tables)
+    tables = {
+        name: {"last_analyze_before": before[name]["last_analyze"], "last_analyze_after": after[name]["last_analyze"]}
+        for name in settings.tables
+    }
+    report = "\n".join(
+        f"analyzed {name}: last_analyze {entry['last_analyze_before'] or 'never'} -> {entry['last_analyze_after']}"
+        for name, entry in tables.items()
+    )
+    return Result(summary={"tables": tables}, report=report, rows_affected=0)
+
+
+def dry_run(ctx: RunContext) -> Result:
+    settings: UpdateStatisticsSettings = ctx.settings
+    statement = _statement(settings).as_string(ctx.conn)
+    stats = table_stats(ctx.conn, settings.tables)
+    not_permitted = lacking_maintain(ctx.conn, settings.tables, owner_only=False)
+    lines = [f"would run: {statement}"] + [
+        f"  {name}: last_analyze {entry.get('last_analyze') or 'never'}, last_autoanalyze"
+        f" {entry.get('last_autoanalyze') or 'never'}, rows changed since {entry.get('n_mod_since_analyze')}"
+        + (" (role may not ANALYZE it)" if name in not_permitted else "")
+        for name, entry in stats.items()
+    ]
+    summary = {"statements": [statement], "tables": stats, "not_permitted": not_permitted}
+    return Result(summary=summary, report="\n".join(lines), rows_affected=0)
+
+
+def check(ctx: RunContext) -> list[Check]:
+    return maintain_checks(ctx.job, ctx.conn, ctx.settings.tables, "ANALYZE", owner_only=False)
+
+
+JOB = Job(
+    name="update-statistics",
+    description="ANALYZE the Parlant tables so query plans follow the data",
+    settings_model=UpdateStatisticsSettings,
+    run=run,
+    dry_run=dry_run,
+    check=check,
+)
