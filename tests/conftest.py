@@ -80,3 +80,15 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return load_settings(database_url=database_url)
+
+
+@pytest.fixture
+def other_role_url(database_url: str, conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[str]:
+    """A URL for a login role that may read and write the Parlant tables but owns none of them."""
+    role = f"maintainer_test_role_{uuid.uuid4().hex[:8]}"
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(
+        sql.Identifier(role)))
+    yield make_conninfo(database_url, user=role)
+    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
