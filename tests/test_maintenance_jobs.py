@@ -40,7 +40,7 @@ def relfilenode(conn: psycopg.Connection[Any], index: str) -> int:
 
 
 def view_rows(conn: psycopg.Connection[Any]) -> int:
-    return int(scalar(conn, f"SELECT count(*) FROM {VIEW}"))
+    return int(scalar(conn, "SELECT count(*) FROM parlant_agent_analytics_daily"))
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_refresh_is_concurrent_on_a_healthy_view(
 
     assert result["mode"] == "concurrent"
     assert view_rows(conn) == 9  # three sessions, each with its own agent, each active on three days
-    assert scalar(conn, f"SELECT sum(events) FROM {VIEW}") == 9
+    assert scalar(conn, "SELECT sum(events) FROM parlant_agent_analytics_daily") == 9
 
 
 def test_a_never_populated_view_gets_its_first_plain_refresh(
