@@ -18,7 +18,7 @@ from pydantic import Field
 
 from maintainer.catalog import (
     PARLANT_TABLES,
-    function_exists,
+    function_state,
     invalid_indexes,
     is_reindex_leftover,
     lacking_maintain,
@@ -75,18 +75,28 @@ def run(ctx: RunContext) -> Result:
     return _run_native(ctx) if settings.mode == "native" else _run_function(ctx)
 
 
+def _function_privilege_fix(ctx: RunContext) -> str:
+    settings: MaintainIndexesSettings = ctx.settings
+    return (
+        f"{maintain_fix(ctx.conn, settings.tables)}; or make {settings.function}() SECURITY DEFINER,"
+        " owned by the tables' owner"
+    )
+
+
 def _run_function(ctx: RunContext) -> Result:
     settings: MaintainIndexesSettings = ctx.settings
-    if not function_exists(ctx.conn, settings.function):
+    if function_state(ctx.conn, settings.function) is None:
         raise JobFailed(ctx.job, f"function {settings.function}() does not exist", sqlstate="42883", fix=_NATIVE_FIX)
     try:
         ctx.conn.execute(_function_call(settings.function))
     except psycopg.Error as error:
         cause = error.diag.message_primary or str(error)
+        fix = _NATIVE_FIX
         if error.sqlstate == "25001":
             cause += " (PostgreSQL cannot run REINDEX CONCURRENTLY, VACUUM or similar inside a function)"
-        raise JobFailed(ctx.job, f"{settings.function}() failed: {cause}", sqlstate=error.sqlstate,
-                        fix=_NATIVE_FIX) from error
+        elif error.sqlstate == "42501":
+            fix = _function_privilege_fix(ctx)
+        raise JobFailed(ctx.job, f"{settings.function}() failed: {cause}", sqlstate=error.sqlstate, fix=fix) from error
     return Result(summary={"mode": "function", "function": settings.function},
                   report=f"ran {settings.function}()", rows_affected=0)
 
@@ -135,7 +145,7 @@ def dry_run(ctx: RunContext) -> Result:
     invalid = invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)
     summary: dict[str, Any] = {"mode": settings.mode, "invalid_indexes": [index for index, _ in invalid]}
     if settings.mode == "function":
-        present = function_exists(ctx.conn, settings.function)
+        present = function_state(ctx.conn, settings.function) is not None
         statements = [_function_call(settings.function).as_string(ctx.conn)]
         summary["function_exists"] = present
         state = [f"  function {settings.function}() {'exists' if present else 'does not exist: ' + _NATIVE_FIX}"]
@@ -162,16 +172,28 @@ def check(ctx: RunContext) -> list[Check]:
         for index, table_name in invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)
     ]
     if settings.mode == "function":
-        present = function_exists(ctx.conn, settings.function)
-        checks.append(Check(ctx.job, f"{settings.function}()", present,
-                            "function exists" if present else "function does not exist",
-                            fix=None if present else _NATIVE_FIX))
-        return checks
+        return [*checks, _function_check(ctx)]
     configured = [index for index in settings.indexes if index not in missing(ctx.conn, settings.indexes)]
     if lacking := lacking_maintain(ctx.conn, configured, owner_only=True):
         checks.append(Check(ctx.job, ", ".join(lacking), False, f"role {ctx.conn.info.user} may not REINDEX",
                             fix=maintain_fix(ctx.conn, lacking)))
     return checks + maintain_checks(ctx.job, ctx.conn, settings.tables, "ANALYZE", owner_only=False)
+
+
+def _function_check(ctx: RunContext) -> Check:
+    """The function exists, the role may call it, and may do what it does (unless it runs as its owner)."""
+    settings: MaintainIndexesSettings = ctx.settings
+    subject, role = f"{settings.function}()", ctx.conn.info.user
+    state = function_state(ctx.conn, settings.function)
+    if state is None:
+        return Check(ctx.job, subject, False, "function does not exist", fix=_NATIVE_FIX)
+    if not state.executable:
+        return Check(ctx.job, subject, False, f"role {role} may not execute it",
+                     fix=f"GRANT EXECUTE ON FUNCTION {subject} TO {role}")
+    if not state.security_definer and lacking_maintain(ctx.conn, settings.tables, owner_only=True):
+        return Check(ctx.job, subject, False, f"role {role} may not REINDEX {', '.join(settings.tables)},"
+                     " and the function runs with the caller's privileges", fix=_function_privilege_fix(ctx))
+    return Check(ctx.job, subject, True, "function exists and role may run it")
 
 
 JOB = Job(

@@ -152,7 +152,18 @@ def matview_state(conn: Conn, name: str) -> MatviewState | None:
     return MatviewState(populated, unique_index, key_candidates)
 
 
-def function_exists(conn: Conn, name: str) -> bool:
-    """Whether ``name()``, taking no arguments, exists."""
+@dataclass(frozen=True)
+class FunctionState:
+    executable: bool  # the role has EXECUTE
+    security_definer: bool  # runs with its owner's privileges rather than the caller's
+
+
+def function_state(conn: Conn, name: str) -> FunctionState | None:
+    """``name()``, taking no arguments: None when it does not exist."""
     signature = sql.SQL("{}()").format(table(name)).as_string(conn)
-    return conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone() == (True,)
+    row = conn.execute(
+        "SELECT has_function_privilege(p.oid, 'EXECUTE'), p.prosecdef FROM pg_proc AS p"
+        " WHERE p.oid = to_regprocedure(%s)",
+        (signature,),
+    ).fetchone()
+    return FunctionState(*row) if row else None

@@ -27,7 +27,8 @@ def run_checks(settings: Settings) -> list[Check]:
         conn = connect(settings, "check", lock_timeout=timedelta(seconds=5),
                        statement_timeout=timedelta(seconds=30), autocommit=True)
     except psycopg.OperationalError as error:
-        return [Check("server", "connection", False, f"cannot connect: {logs.redact(str(error)).strip()}",
+        message = " ".join(logs.redact(str(error)).split())  # libpq's message spans lines; a check is one
+        return [Check("server", "connection", False, f"cannot connect: {message}",
                       fix="check the database URL, the network path and pg_hba.conf")]
     with conn:
         # Autocommit, so one failing check cannot abort the others; read-only, so none can change anything.
