@@ -68,11 +68,13 @@ def failing_on_warnings(job: str, conn: psycopg.Connection[Any]) -> Iterator[Non
     VACUUM and ANALYZE report a table they skipped (no privilege) with a WARNING, not an error:
     maintenance that PostgreSQL did not do must not be logged as done.
     """
-    warnings: list[Diagnostic] = []
+    warnings: list[tuple[str | None, str | None, str | None]] = []
 
     def keep(diagnostic: Diagnostic) -> None:
+        # The diagnostic lives only during this callback: copy what the error will need.
         if diagnostic.severity_nonlocalized == "WARNING":
-            warnings.append(diagnostic)
+            fix = diagnostic.message_hint or diagnostic.message_detail
+            warnings.append((diagnostic.message_primary, diagnostic.sqlstate, fix))
 
     conn.add_notice_handler(keep)
     try:
@@ -80,6 +82,5 @@ def failing_on_warnings(job: str, conn: psycopg.Connection[Any]) -> Iterator[Non
     finally:
         conn.remove_notice_handler(keep)
     if warnings:
-        first = warnings[0]
-        raise JobFailed(job, f"PostgreSQL warned: {first.message_primary}", sqlstate=first.sqlstate,
-                        fix=first.message_hint or first.message_detail)
+        message, sqlstate, fix = warnings[0]
+        raise JobFailed(job, f"PostgreSQL warned: {message}", sqlstate=sqlstate, fix=fix)

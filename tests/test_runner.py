@@ -12,6 +12,7 @@ import pytest
 
 import jobs
 from maintainer import logs
+from maintainer.db import failing_on_warnings
 from maintainer.errors import JobFailed
 from maintainer.job import Result, RunContext
 from maintainer.runner import run_job
@@ -81,3 +82,15 @@ def test_failure_is_logged_with_sqlstate_and_error_type(database_url: str) -> No
     assert '"missing" does not exist' in failed["error"]
     assert failed["run_id"] == started["run_id"]
     assert failed["timestamp"].endswith("Z")
+
+
+def test_a_server_warning_during_maintenance_fails_the_job(conn: psycopg.Connection[Any]) -> None:
+    # What VACUUM and ANALYZE do when they skip a table: a WARNING, and the statement "succeeds".
+    with pytest.raises(JobFailed) as failure, failing_on_warnings("update-statistics", conn):
+        conn.execute("""DO $$ BEGIN
+            RAISE WARNING 'skipping "parlant_event" --- only table or database owner can analyze it'
+            USING HINT = 'run as the owner';
+        END $$""")
+
+    assert 'PostgreSQL warned: skipping "parlant_event"' in str(failure.value)
+    assert failure.value.fix == "run as the owner"
