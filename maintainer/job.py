@@ -15,7 +15,9 @@ from typing import Annotated, Any
 
 import psycopg
 import structlog
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+
+from maintainer.schedule import parse_schedule
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware. Injected so tests can fix the time."""
@@ -54,6 +56,12 @@ class JobSettings(BaseModel):
     # Maintenance must give way to the application, never queue in front of it holding a lock request.
     lock_timeout: Duration = timedelta(seconds=5)
     statement_timeout: Duration = timedelta(minutes=30)
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, schedule: str) -> str:
+        parse_schedule(schedule)
+        return schedule
 
 
 @dataclass
