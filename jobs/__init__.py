@@ -1,6 +1,9 @@
-"""The registry: every built-in job by name, and the settings model that holds their settings."""
+"""The registry: every built-in job by name, the settings model that holds their settings, and the
+custom SQL jobs a configuration adds."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,12 +15,16 @@ from jobs import (
     update_statistics,
 )
 from jobs.cleanup_old_events import CleanupSettings
+from jobs.custom_sql import custom_job
 from jobs.maintain_parlant_events import MaintainEventsSettings
 from jobs.maintain_parlant_indexes import MaintainIndexesSettings
 from jobs.refresh_agent_analytics import RefreshAnalyticsSettings
 from jobs.update_statistics import UpdateStatisticsSettings
 from maintainer.errors import ConfigError
 from maintainer.job import Job
+
+if TYPE_CHECKING:
+    from maintainer.settings import Settings
 
 REGISTRY: dict[str, Job] = {
     job.name: job
@@ -43,8 +50,15 @@ class JobsSettings(BaseModel):
     maintain_parlant_indexes: MaintainIndexesSettings = MaintainIndexesSettings()
 
 
-def get(name: str) -> Job:
+def available(settings: Settings) -> dict[str, Job]:
+    """The built-in jobs, then the custom SQL jobs of this configuration."""
+    custom = {name: custom_job(name, job_settings) for name, job_settings in settings.custom_jobs.items()}
+    return REGISTRY | custom
+
+
+def get(name: str, settings: Settings) -> Job:
+    jobs = available(settings)
     try:
-        return REGISTRY[name]
+        return jobs[name]
     except KeyError:
-        raise ConfigError(f"unknown job {name!r}; valid jobs: {', '.join(REGISTRY)}") from None
+        raise ConfigError(f"unknown job {name!r}; valid jobs: {', '.join(jobs)}") from None

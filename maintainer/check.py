@@ -34,8 +34,8 @@ def run_checks(settings: Settings) -> list[Check]:
         # Autocommit, so one failing check cannot abort the others; read-only, so none can change anything.
         conn.execute("SET default_transaction_read_only = on")
         checks = [_server_check(conn)]
-        for job in jobs.REGISTRY.values():
-            job_settings = getattr(settings.jobs, job.settings_key)
+        for job in jobs.available(settings).values():
+            job_settings = settings.job_settings(job.name)
             if not job_settings.enabled:
                 continue
             context = RunContext(job=job.name, run_id="check", conn=conn, settings=job_settings, clock=utc_now,

@@ -12,14 +12,17 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import jobs
 from maintainer import __version__, logs
 from maintainer.check import run_checks
 from maintainer.errors import MaintainerError
 from maintainer.job import Check
-from maintainer.runner import run_job
-from maintainer.settings import load_settings
+from maintainer.runner import run_job, utc_now
+from maintainer.schedule import next_fire_times, parse_schedule
+from maintainer.settings import Settings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,10 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(database_url=getattr(args, "database_url", None))
         logs.configure(settings.log_format, settings.log_level, stream=sys.stderr)
         if args.command == "run-once":
-            run = run_job(settings, jobs.get(args.job), dry_run=args.dry_run)
+            run = run_job(settings, jobs.get(args.job, settings), dry_run=args.dry_run)
             print(json.dumps(run.as_dict(), indent=2) if args.format == "json" else run.result.report)
         elif args.command == "list":
-            _list_jobs(settings.jobs, args.format)
+            _list_jobs(settings, args.format)
         elif args.command == "check":
             return _print_checks(run_checks(settings), args.format)
         elif args.command == "demo":
@@ -78,22 +81,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _list_jobs(job_settings: jobs.JobsSettings, output_format: str) -> None:
-    rows = [
-        {
-            "job": job.name,
-            "schedule": getattr(job_settings, job.settings_key).schedule,
-            "enabled": getattr(job_settings, job.settings_key).enabled,
+def _list_jobs(settings: Settings, output_format: str) -> None:
+    now = utc_now()
+    rows: list[dict[str, Any]] = []
+    for job in jobs.available(settings).values():
+        job_settings = settings.job_settings(job.name)
+        trigger = parse_schedule(job_settings.schedule, settings.scheduler.timezone)
+        rows.append({
+            "job": job.name, "schedule": job_settings.schedule, "enabled": job_settings.enabled,
+            "next_run": next_fire_times(trigger, now, 1)[0] if job_settings.enabled else None,
             "description": job.description,
-        }
-        for job in jobs.REGISTRY.values()
-    ]
+        })
     if output_format == "json":
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, default=datetime.isoformat))
         return
     for row in rows:
-        state = "" if row["enabled"] else " (disabled)"
-        print(f"{row['job']:<26}{row['schedule']:<16}{row['description']}{state}")
+        when = f"next {row['next_run']:%Y-%m-%d %H:%M %Z}" if row["next_run"] else "disabled"
+        print(f"{row['job']:<26}{row['schedule']:<14}{when:<30}{row['description']}")
 
 
 def _print_checks(checks: list[Check], output_format: str) -> int:

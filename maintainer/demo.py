@@ -29,7 +29,7 @@ def run_demo(events: int, out: TextIO) -> None:
                 create_schema(conn)
                 add_synthetic_data(conn, events=events, now=utc_now())
             settings = load_settings(database_url=url)
-            cleanup = jobs.get("cleanup-old-events")
+            cleanup = jobs.REGISTRY["cleanup-old-events"]
             for title, dry_run in (("Before", True), ("Cleanup", False), ("After", True)):
                 run = run_job(settings, cleanup, dry_run=dry_run)
                 print(f"\n== {title}: maintainer run-once cleanup-old-events{' --dry-run' if dry_run else ''}",

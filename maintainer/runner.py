@@ -58,7 +58,7 @@ def run_job(
     settings.require_database_url()
     run_id = str(uuid.uuid4())
     log = get_logger(job=job.name, run_id=run_id, dry_run=dry_run)
-    job_settings = getattr(settings.jobs, job.settings_key)
+    job_settings = settings.job_settings(job.name)
     log.info("job_started")
     started_at, started = clock(), monotonic()
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, tzinfo
+from itertools import pairwise
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
@@ -119,4 +120,4 @@ def next_fire_times(trigger: BaseTrigger, after: datetime, count: int) -> list[d
 def expected_interval(trigger: BaseTrigger, now: datetime) -> timedelta:
     """The longest gap between the next few runs: how long a healthy job may go without a success."""
     times = next_fire_times(trigger, now, 6)
-    return max((later - earlier for earlier, later in zip(times, times[1:], strict=False)), default=timedelta(days=1))
+    return max((later - earlier for earlier, later in pairwise(times)), default=timedelta(days=1))

@@ -8,20 +8,31 @@ before any connection is made; the database URL is a secret and never appears in
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from jobs import JobsSettings
+from jobs import REGISTRY, JobsSettings
+from jobs.custom_sql import CustomSqlSettings
 from maintainer.errors import ConfigError
-from maintainer.job import Duration
+from maintainer.job import Duration, JobSettings
 
 CONFIG_ENV = "MAINTAINER_CONFIG"
 _SECRET_FIELDS = {"database_url"}
@@ -33,6 +44,47 @@ def default_config_file() -> Path:
     return packaged if packaged.exists() else Path(__file__).resolve().parent.parent / "config" / "maintainer.toml"
 
 
+def _known_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone name such as UTC or Europe/Berlin") from None
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
+
+
+class SchedulerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: TimeZoneName = "UTC"  # the zone cron schedules are read in
+    heartbeat_interval: Duration = timedelta(seconds=60)
+    # Kubernetes kills a pod 30 s after SIGTERM by default: finish or cancel the running job before that.
+    shutdown_grace: Duration = timedelta(seconds=25)
+    # A run missed by at most this much (the process was paused, the host slept) still happens, once.
+    misfire_grace_time: Duration = timedelta(minutes=10)
+    overdue_grace: Duration = timedelta(hours=1)
+    overdue_check_interval: Duration = timedelta(minutes=5)
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    initial_wait: Duration = timedelta(seconds=5)
+    max_wait: Duration = timedelta(minutes=2)
+    max_total: Duration = timedelta(minutes=15)
+
+
+class HistorySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    table: str = "maintainer.run_history"
+    retention: Duration = timedelta(days=90)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MAINTAINER_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -42,11 +94,25 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("MAINTAINER_DATABASE_URL", "DATABASE_URL", "database_url"),
     )
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     connect_timeout: Duration = timedelta(seconds=10)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     jobs: JobsSettings = JobsSettings()
+    custom_jobs: dict[str, CustomSqlSettings] = {}
+    scheduler: SchedulerSettings = SchedulerSettings()
+    retry: RetrySettings = RetrySettings()
+    history: HistorySettings = HistorySettings()
+
+    @field_validator("custom_jobs")
+    @classmethod
+    def _custom_job_names(cls, custom_jobs: dict[str, CustomSqlSettings]) -> dict[str, CustomSqlSettings]:
+        for name in custom_jobs:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+                raise ValueError(f"custom job name {name!r}: use lowercase letters, digits, - and _")
+            if name in REGISTRY or name.replace("_", "-") in REGISTRY:
+                raise ValueError(f"custom job name {name!r} is taken by a built-in job")
+        return custom_jobs
 
     @field_validator("database_url")
     @classmethod
@@ -62,15 +128,6 @@ class Settings(BaseSettings):
             raise ValueError("is not a PostgreSQL URL (postgresql://user@host:5432/dbname)")
         return value
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("must be an IANA time zone name such as UTC or Europe/Berlin") from None
-        return value
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -84,6 +141,12 @@ class Settings(BaseSettings):
         if user_file := os.environ.get(CONFIG_ENV):
             files.append(Path(user_file))
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, files, deep_merge=True)
+
+    def job_settings(self, name: str) -> JobSettings:
+        if name in self.custom_jobs:
+            return self.custom_jobs[name]
+        settings: JobSettings = getattr(self.jobs, REGISTRY[name].settings_key)
+        return settings
 
     def require_database_url(self) -> str:
         if self.database_url is None:

@@ -16,7 +16,7 @@ from maintainer.runner import Run, run_job
 from maintainer.settings import Settings, load_settings
 from tests.parlant import CUTOFF, add_session, days_ago, event_ids, fixed_clock
 
-CLEANUP = jobs.get("cleanup-old-events")
+CLEANUP = jobs.REGISTRY["cleanup-old-events"]
 
 
 def cleanup(settings: Settings, *, dry_run: bool = False, **kwargs: Any) -> Run:

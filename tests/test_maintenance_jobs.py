@@ -22,7 +22,7 @@ MAINTAIN_PRIVILEGE_SINCE = 170000
 
 def run(database_url: str, job: str, *, dry_run: bool = False, **job_settings: Any) -> Run:
     settings = load_settings(database_url=database_url, jobs={job.replace("-", "_"): job_settings})
-    return run_job(settings, jobs.get(job), dry_run=dry_run)
+    return run_job(settings, jobs.REGISTRY[job], dry_run=dry_run)
 
 
 def scalar(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:

@@ -19,7 +19,7 @@ from maintainer.runner import run_job
 from maintainer.settings import Settings, load_settings
 from tests.parlant import add_session, days_ago, event_ids
 
-CLEANUP = jobs.get("cleanup-old-events")
+CLEANUP = jobs.REGISTRY["cleanup-old-events"]
 
 
 def _session_state(ctx: RunContext) -> Result:
