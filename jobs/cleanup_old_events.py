@@ -161,7 +161,7 @@ def run(ctx: RunContext) -> Result:
     )
     if stop_reason:
         report += f"\nstopped early ({stop_reason}): the next run continues where this one stopped"
-    return Result(summary=summary, report=report, rows_affected=rows_deleted)
+    return Result(summary=summary, report=report, rows_affected=rows_deleted, stop_reason=stop_reason)
 
 
 def dry_run(ctx: RunContext) -> Result:

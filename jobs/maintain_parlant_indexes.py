@@ -90,13 +90,12 @@ def _run_function(ctx: RunContext) -> Result:
     try:
         ctx.conn.execute(_function_call(settings.function))
     except psycopg.Error as error:
-        cause = error.diag.message_primary or str(error)
-        fix = _NATIVE_FIX
+        context, fix = f"{settings.function}() failed", _NATIVE_FIX
         if error.sqlstate == "25001":
-            cause += " (PostgreSQL cannot run REINDEX CONCURRENTLY, VACUUM or similar inside a function)"
+            context += " (PostgreSQL cannot run REINDEX CONCURRENTLY, VACUUM or similar inside a function)"
         elif error.sqlstate == "42501":
             fix = _function_privilege_fix(ctx)
-        raise JobFailed(ctx.job, f"{settings.function}() failed: {cause}", sqlstate=error.sqlstate, fix=fix) from error
+        raise JobFailed.from_database(ctx.job, error, context=context, fix=fix) from error
     return Result(summary={"mode": "function", "function": settings.function},
                   report=f"ran {settings.function}()", rows_affected=0)
 

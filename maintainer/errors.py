@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import psycopg
 
+# Failures that another attempt can cure: the connection (class 08, or lost without a SQLSTATE),
+# serialization failure, deadlock, lock timeout, the server shutting down or starting, too many
+# connections. A missing table, a privilege, a syntax error or a broken view fails the same way again.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
+
+
+def is_transient(error: psycopg.Error) -> bool:
+    sqlstate = error.sqlstate
+    if sqlstate is None:
+        return isinstance(error, psycopg.OperationalError)
+    return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+
 
 class MaintainerError(Exception):
     """Base of every error maintainer raises on purpose."""
@@ -22,23 +34,36 @@ class JobFailed(MaintainerError):
 
     exit_code = 1
 
-    def __init__(self, job: str, message: str, *, sqlstate: str | None = None, fix: str | None = None):
+    def __init__(
+        self, job: str, message: str, *, sqlstate: str | None = None, fix: str | None = None, transient: bool = False
+    ):
         self.job = job
         self.sqlstate = sqlstate
         self.fix = fix
+        self.transient = transient
         text = f"{job}: {message}"
         if fix:
             text += f" — fix: {fix}"
         super().__init__(text)
 
     @classmethod
-    def from_database(cls, job: str, error: psycopg.Error) -> JobFailed:
+    def from_database(
+        cls, job: str, error: psycopg.Error, *, context: str | None = None, fix: str | None = None
+    ) -> JobFailed:
         """Wrap a server or connection error, keeping its SQLSTATE and the hint PostgreSQL gave."""
         diag = error.diag
         message = (diag.message_primary or str(error)).strip()
         if diag.message_detail:
             message += f" ({diag.message_detail.strip()})"
-        failure = cls(job, message, sqlstate=error.sqlstate, fix=diag.message_hint)
+        if context:
+            message = f"{context}: {message}"
+        failure = cls(job, message, sqlstate=error.sqlstate, fix=fix or diag.message_hint,
+                      transient=is_transient(error))
         failure.__cause__ = error
         return failure
 
+
+class LockHeld(MaintainerError):
+    """Another run of the same job, here or in another replica, holds its lock (EX_TEMPFAIL: try later)."""
+
+    exit_code = 75

@@ -85,6 +85,7 @@ class Result:
     summary: dict[str, Any]
     report: str
     rows_affected: int | None = None
+    stop_reason: str | None = None  # "shutdown" when the run stopped early because it was asked to
 
 
 @dataclass(frozen=True)

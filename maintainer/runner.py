@@ -1,4 +1,8 @@
-"""One run of one job: connection, timing, logging, and turning database errors into JobFailed."""
+"""One run of one job: lock, retries, timing, logging, history.
+
+Every run logs ``job_started`` and then exactly one of ``job_succeeded``, ``job_failed``,
+``job_cancelled`` or ``job_skipped`` (another run holds the job's lock); each retry logs ``job_retrying``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import tenacity
 
 from maintainer.db import connect
-from maintainer.errors import JobFailed, MaintainerError
+from maintainer.errors import JobFailed, LockHeld, MaintainerError
+from maintainer.history import History, RunRecord
 from maintainer.job import Clock, Job, Result, RunContext
+from maintainer.locking import try_lock, unlock
 from maintainer.logs import get_logger
-from maintainer.settings import Settings
+from maintainer.settings import RetrySettings, Settings
 
 
 def utc_now() -> datetime:
@@ -41,6 +48,24 @@ class Run:
         }
 
 
+@dataclass
+class RunControl:
+    """How the scheduler stops a run: first by asking (``stop``), then by cancelling its query on the server."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+    conn: psycopg.Connection[Any] | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.conn is not None:
+            self.conn.cancel_safe()
+
+
+class Cancelled(MaintainerError):
+    """The run was stopped by shutdown before or while it worked."""
+
+
 def run_job(
     settings: Settings,
     job: Job,
@@ -48,54 +73,130 @@ def run_job(
     dry_run: bool = False,
     clock: Clock = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
-    stop: threading.Event | None = None,
+    control: RunControl | None = None,
+    retry: RetrySettings | None = None,
+    history: History | None = None,
 ) -> Run:
-    """Run ``job`` (or its dry run) once and log ``job_started`` then ``job_succeeded`` or ``job_failed``.
+    """Run ``job`` (or its dry run) once, retrying transient failures when ``retry`` is given.
 
-    A dry run works in one read-only REPEATABLE READ transaction that is rolled back: whatever the job's
-    code does, the server refuses to change anything, and every number comes from one snapshot.
+    A real run holds the job's advisory lock on its working connection; if another run holds it,
+    LockHeld is raised at once. A dry run takes no lock and works in one read-only REPEATABLE READ
+    transaction that is rolled back: whatever the job's code does, the server refuses to change anything.
     """
     settings.require_database_url()
+    control = control or RunControl()
     run_id = str(uuid.uuid4())
     log = get_logger(job=job.name, run_id=run_id, dry_run=dry_run)
     job_settings = settings.job_settings(job.name)
     log.info("job_started")
     started_at, started = clock(), monotonic()
+
+    def attempt() -> Result:
+        if control.stop.is_set():
+            raise Cancelled(f"{job.name}: stopped before it started")
+        try:
+            with connect(
+                settings, job.name, lock_timeout=job_settings.lock_timeout,
+                statement_timeout=job_settings.statement_timeout, autocommit=not dry_run,
+            ) as conn:
+                control.conn = conn
+                if dry_run:
+                    conn.read_only = True
+                    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                elif not try_lock(conn, job.name):
+                    raise LockHeld(f"{job.name}: another run holds its lock")
+                context = RunContext(
+                    job=job.name, run_id=run_id, conn=conn, settings=job_settings, clock=clock, log=log,
+                    monotonic=monotonic, stop=control.stop,
+                )
+                result = job.dry_run(context) if dry_run else job.run(context)
+                if dry_run:
+                    conn.rollback()
+                else:
+                    unlock(conn, job.name)
+                return result
+        except psycopg.Error as error:
+            if control.cancelled:
+                raise Cancelled(f"{job.name}: cancelled on the server at shutdown") from error
+            raise JobFailed.from_database(job.name, error) from error
+        finally:
+            control.conn = None
+
+    attempts = 0
+
+    def counted_attempt() -> Result:
+        nonlocal attempts
+        attempts += 1
+        return attempt()
+
+    def finish(status: str, **fields: Any) -> int:
+        duration_ms = round((monotonic() - started) * 1000)
+        if history is not None and not dry_run:
+            history.record(RunRecord(
+                job.name, run_id, started_at, clock(), status, attempts, fields.get("rows_affected"),
+                fields.get("sqlstate"), fields.get("error"),
+            ))
+        return duration_ms
+
     try:
-        with connect(
-            settings, job.name, lock_timeout=job_settings.lock_timeout,
-            statement_timeout=job_settings.statement_timeout, autocommit=not dry_run,
-        ) as conn:
-            if dry_run:
-                conn.read_only = True
-                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            context = RunContext(
-                job=job.name, run_id=run_id, conn=conn, settings=job_settings, clock=clock, log=log,
-                monotonic=monotonic, stop=stop or threading.Event(),
-            )
-            result = job.dry_run(context) if dry_run else job.run(context)
-            if dry_run:
-                conn.rollback()
-    except (psycopg.Error, MaintainerError) as error:
-        failure = JobFailed.from_database(job.name, error) if isinstance(error, psycopg.Error) else error
-        log.error(
-            "job_failed", duration_ms=_elapsed_ms(started, monotonic), error_type=type(error).__name__,
-            sqlstate=getattr(failure, "sqlstate", None), error=str(failure),
-        )
-        if failure is error:
-            raise
-        raise failure from error
-    except Exception as error:
-        log.exception(
-            "job_failed", duration_ms=_elapsed_ms(started, monotonic), error_type=type(error).__name__,
-            error=str(error),
-        )
+        result = _retrying(retry, control.stop, log)(counted_attempt)
+    except LockHeld:
+        log.info("job_skipped", reason="lock_held", duration_ms=round((monotonic() - started) * 1000))
         raise
-    run = Run(job.name, run_id, dry_run, started_at, _elapsed_ms(started, monotonic), result)
-    log.info("job_succeeded", duration_ms=run.duration_ms, **result.summary)
-    return run
+    except Cancelled as error:
+        log.warning("job_cancelled", duration_ms=finish("cancelled", error=str(error)), attempts=attempts)
+        raise
+    except (JobFailed, MaintainerError) as error:
+        sqlstate = getattr(error, "sqlstate", None)
+        duration_ms = finish("failed", sqlstate=sqlstate, error=str(error))
+        cause = error.__cause__ or error
+        log.error("job_failed", duration_ms=duration_ms, attempts=attempts, error_type=type(cause).__name__,
+                  sqlstate=sqlstate, error=str(error))
+        raise
+    except Exception as error:
+        duration_ms = finish("failed", error=f"{type(error).__name__}: {error}")
+        log.exception("job_failed", duration_ms=duration_ms, attempts=attempts, error_type=type(error).__name__,
+                      error=str(error))
+        raise
+    if result.stop_reason == "shutdown":
+        log.warning("job_cancelled", duration_ms=finish("cancelled", rows_affected=result.rows_affected),
+                    attempts=attempts, **result.summary)
+    else:
+        duration_ms = finish("succeeded", rows_affected=result.rows_affected)
+        log.info("job_succeeded", duration_ms=duration_ms, **({"attempts": attempts} if attempts > 1 else {}),
+                 **result.summary)
+    return Run(job.name, run_id, dry_run, started_at, round((monotonic() - started) * 1000), result)
 
 
-def _elapsed_ms(started: float, monotonic: Callable[[], float]) -> int:
-    return round((monotonic() - started) * 1000)
+def _retrying(policy: RetrySettings | None, stop: threading.Event, log: Any) -> tenacity.Retrying:
+    """Retry transient failures only, with exponential backoff and jitter, bounded in attempts and time."""
+    if policy is None:
+        return tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
 
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "job_retrying", attempt=state.attempt_number, wait_s=round(state.upcoming_sleep, 2),
+            error_type=type(getattr(error, "__cause__", None) or error).__name__,
+            sqlstate=getattr(error, "sqlstate", None), error=str(error),
+        )
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda error: isinstance(error, JobFailed) and error.transient),
+        stop=(
+            tenacity.stop_after_attempt(policy.max_attempts)
+            | tenacity.stop_after_delay(policy.max_total.total_seconds())
+            | tenacity.stop_when_event_set(stop)
+        ),
+        wait=tenacity.wait_exponential_jitter(
+            initial=policy.initial_wait.total_seconds(), max=policy.max_wait.total_seconds()
+        ),
+        sleep=lambda seconds: _interruptible_sleep(stop, seconds),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+
+
+def _interruptible_sleep(stop: threading.Event, seconds: float) -> None:
+    """Wait between attempts, but not past a shutdown: the next attempt then sees the stop and cancels."""
+    stop.wait(seconds)

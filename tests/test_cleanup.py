@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 
 import jobs
 from maintainer.errors import JobFailed
+from maintainer.job import RunContext
+from maintainer.logs import get_logger
 from maintainer.runner import Run, run_job
 from maintainer.settings import Settings, load_settings
 from tests.parlant import CUTOFF, add_session, days_ago, event_ids, fixed_clock
@@ -143,12 +146,16 @@ def test_cleanup_stops_between_batches_when_asked_to(database_url: str, conn: ps
     for _ in range(5):
         add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
     stop = threading.Event()
-    stop.set()
+    stop.set()  # as the scheduler does on SIGTERM while the job runs
+    settings = with_cleanup(database_url, batch_size=2).jobs.cleanup_old_events
+    with psycopg.connect(database_url, autocommit=True) as work:
+        context = RunContext(job=CLEANUP.name, run_id="test", conn=work, settings=settings, clock=fixed_clock,
+                             log=get_logger(), monotonic=time.monotonic, stop=stop)
 
-    run = cleanup(with_cleanup(database_url, batch_size=2), stop=stop)
+        result = CLEANUP.run(context)
 
-    assert run.result.summary["stop_reason"] == "shutdown"
-    assert run.result.summary["batches"] == 1
+    assert result.stop_reason == "shutdown"
+    assert result.summary["batches"] == 1
     assert len(event_ids(conn)) == 8
 
 

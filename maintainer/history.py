@@ -1,0 +1,131 @@
+"""Run history in the tool's own table: what pg_cron's job_run_details was, but pruned.
+
+History is a convenience, never a reason for a run to fail: without the privilege to create the table
+the daemon runs on and says history is off; when the database is away a record is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from maintainer.db import connect, table
+from maintainer.logs import get_logger
+from maintainer.settings import Settings
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {table} (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job           text NOT NULL,
+    run_id        uuid NOT NULL,
+    host          text NOT NULL,
+    started_at    timestamptz NOT NULL,
+    ended_at      timestamptz NOT NULL,
+    status        text NOT NULL CHECK (status IN ('succeeded', 'failed', 'cancelled')),
+    attempts      integer NOT NULL,
+    rows_affected bigint,
+    sqlstate      text,
+    error         text
+);
+CREATE INDEX IF NOT EXISTS {index} ON {table} (job, started_at DESC);
+"""
+
+_LAST_RUNS = """
+SELECT DISTINCT ON (job) job, started_at AS last_run_at, status AS last_status,
+    (SELECT max(s.ended_at) FROM {table} AS s WHERE s.job = h.job AND s.status = 'succeeded') AS last_success_at,
+    (SELECT f.ended_at FROM {table} AS f WHERE f.job = h.job AND f.status = 'failed'
+     ORDER BY f.started_at DESC LIMIT 1) AS last_error_at,
+    (SELECT f.error FROM {table} AS f WHERE f.job = h.job AND f.status = 'failed'
+     ORDER BY f.started_at DESC LIMIT 1) AS last_error
+FROM {table} AS h ORDER BY job, started_at DESC
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    job: str
+    run_id: str
+    started_at: datetime
+    ended_at: datetime
+    status: str  # succeeded, failed or cancelled
+    attempts: int
+    rows_affected: int | None = None
+    sqlstate: str | None = None
+    error: str | None = None
+
+
+class History:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.enabled = settings.history.enabled
+        self._ready = False
+        self._log = get_logger()
+        name = settings.history.table
+        schema = name.split(".")[0] if "." in name else "public"
+        self._names = {
+            "schema": sql.Identifier(schema), "table": table(name),
+            "index": sql.Identifier(f"{name.split('.')[-1]}_job_started_at_idx"),
+        }
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return connect(self.settings, "history", lock_timeout=timedelta(seconds=5),
+                       statement_timeout=timedelta(seconds=30), autocommit=True)
+
+    def ensure(self) -> bool:
+        """Create the table if needed; False when history is off or the database cannot be reached now."""
+        if not self.enabled or self._ready:
+            return self._ready
+        try:
+            with self._connect() as conn:
+                conn.execute(sql.SQL(_DDL).format(**self._names))
+        except psycopg.errors.InsufficientPrivilege as error:
+            self.enabled = False
+            self._log.warning(
+                "history_disabled", table=self.settings.history.table, sqlstate=error.sqlstate,
+                error=str(error).strip(),
+                fix=f"create {self.settings.history.table} as its owner, or GRANT CREATE ON DATABASE to this role",
+            )
+            return False
+        except psycopg.Error as error:
+            self._log.warning("history_unavailable", error_type=type(error).__name__, error=str(error).strip())
+            return False
+        self._ready = True
+        return True
+
+    def record(self, run: RunRecord) -> None:
+        if not self.ensure():
+            return
+        try:
+            with self._connect() as conn:
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {table} (job, run_id, host, started_at, ended_at, status, attempts,"
+                        " rows_affected, sqlstate, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    ).format(**self._names),
+                    (run.job, run.run_id, socket.gethostname(), run.started_at, run.ended_at, run.status,
+                     run.attempts, run.rows_affected, run.sqlstate, run.error),
+                )
+        except psycopg.Error as error:
+            self._log.warning("history_write_failed", job=run.job, run_id=run.run_id, error=str(error).strip())
+
+    def prune(self, now: datetime) -> int:
+        """Delete records older than the retention; pg_cron's history grows forever."""
+        if not self.ensure():
+            return 0
+        with self._connect() as conn:
+            cursor = conn.execute(sql.SQL("DELETE FROM {table} WHERE started_at < %s").format(**self._names),
+                                  (now - self.settings.history.retention,))
+            return cursor.rowcount
+
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        """Per job: last run and its status, last success, last error and when."""
+        with self._connect() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(sql.SQL(_LAST_RUNS).format(**self._names))
+            return {row.pop("job"): row for row in cursor.fetchall()}
