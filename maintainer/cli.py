@@ -1,6 +1,7 @@
 """Command line: argument parsing and exit codes only.
 
-Exit codes: 0 done, 1 a job (or a check) failed, 2 usage or configuration error.
+Exit codes: 0 done, 1 a job (or a check) failed, 2 usage or configuration error, 75 another run of the
+job holds its lock (EX_TEMPFAIL: try again later).
 Commands that print a report (``run-once``, ``list``, ``check``, ``demo``) write it to stdout and their log lines
 to stderr, so ``> audit.json`` captures the report alone.
 """
@@ -15,13 +16,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 import jobs
 from maintainer import __version__, logs
 from maintainer.check import run_checks
 from maintainer.errors import MaintainerError
+from maintainer.history import History
 from maintainer.job import Check
 from maintainer.runner import run_job, utc_now
 from maintainer.schedule import next_fire_times, parse_schedule
+from maintainer.scheduler import Daemon
 from maintainer.settings import Settings, load_settings
 
 
@@ -36,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="maintainer", description="Scheduled PostgreSQL maintenance for the Parlant agent tables.",
-        epilog="exit codes: 0 done, 1 job failed, 2 usage or configuration error",
+        epilog="exit codes: 0 done, 1 job failed, 2 usage or configuration error, 75 job locked by another run",
     )
     parser.add_argument("--version", action="version", version=f"maintainer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -46,7 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_once.add_argument("job", help="job name, see 'maintainer list'")
     run_once.add_argument("--dry-run", action="store_true", help="report only; runs in a read-only transaction")
-    commands.add_parser("list", parents=[output], help="list the jobs, their schedules and what they do")
+    commands.add_parser(
+        "run", parents=[connection], help="the daemon: run every enabled job on its schedule until SIGTERM",
+        description="Run every enabled job on its schedule. Logs JSON lines on stdout. SIGTERM or SIGINT:"
+        " no new runs, the running job gets scheduler.shutdown_grace to finish, then exit 0.",
+    )
+    commands.add_parser(
+        "status", parents=[connection, output], help="per job: last run, last success, last error, next run",
+    )
+    commands.add_parser("list", parents=[output], help="list the jobs, their schedules and next runs")
     commands.add_parser(
         "check", parents=[connection, output], help="check every enabled job's prerequisites; exit 1 if any fails",
         description="Check the connection, server version, tables, view, function, indexes and privileges"
@@ -63,9 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(database_url=getattr(args, "database_url", None))
-        logs.configure(settings.log_format, settings.log_level, stream=sys.stderr)
+        # The daemon's logs are its output; the other commands keep stdout for their report.
+        logs.configure(settings.log_format, settings.log_level,
+                       stream=sys.stdout if args.command == "run" else sys.stderr)
+        if args.command == "run":
+            settings.require_database_url()
+            return Daemon(settings).run()
+        if args.command == "status":
+            return _print_status(settings, args.format)
         if args.command == "run-once":
-            run = run_job(settings, jobs.get(args.job, settings), dry_run=args.dry_run)
+            job = jobs.get(args.job, settings)
+            history = None if args.dry_run else History(settings)
+            run = run_job(settings, job, dry_run=args.dry_run, history=history)
             print(json.dumps(run.as_dict(), indent=2) if args.format == "json" else run.result.report)
         elif args.command == "list":
             _list_jobs(settings, args.format)
@@ -98,6 +120,36 @@ def _list_jobs(settings: Settings, output_format: str) -> None:
     for row in rows:
         when = f"next {row['next_run']:%Y-%m-%d %H:%M %Z}" if row["next_run"] else "disabled"
         print(f"{row['job']:<26}{row['schedule']:<14}{when:<30}{row['description']}")
+
+
+def _print_status(settings: Settings, output_format: str) -> int:
+    """Last run, last success, last error and next run of every job, from the run history."""
+    try:
+        last_runs = History(settings).last_runs()
+    except psycopg.Error as error:
+        print(f"maintainer: run history unavailable ({settings.history.table}): {str(error).strip()}",
+              file=sys.stderr)
+        return 1
+    now = utc_now()
+    rows = []
+    for name in jobs.available(settings):
+        job_settings = settings.job_settings(name)
+        trigger = parse_schedule(job_settings.schedule, settings.scheduler.timezone)
+        empty = dict.fromkeys(("last_run_at", "last_status", "last_success_at", "last_error_at", "last_error"))
+        rows.append({"job": name, "enabled": job_settings.enabled, **last_runs.get(name, empty),
+                     "next_run_at": next_fire_times(trigger, now, 1)[0] if job_settings.enabled else None})
+    if output_format == "json":
+        print(json.dumps(rows, indent=2, default=datetime.isoformat))
+        return 0
+    for row in rows:
+        def when(key: str, row: dict[str, Any] = row) -> str:
+            return f"{row[key]:%Y-%m-%d %H:%M}" if row[key] else "never"
+        line = (f"{row['job']:<26}last run {when('last_run_at')} ({row['last_status'] or '-'}), last success"
+                f" {when('last_success_at')}, next {when('next_run_at') if row['enabled'] else 'disabled'}")
+        if row["last_error"]:
+            line += f"\n{'':<26}last error {when('last_error_at')}: {row['last_error']}"
+        print(line)
+    return 0
 
 
 def _print_checks(checks: list[Check], output_format: str) -> int:

@@ -1,0 +1,171 @@
+"""``maintainer run``: the daemon that runs every enabled job on its schedule, for months, unattended.
+
+One APScheduler job per maintenance job (at most one instance in this process, missed runs coalesced);
+across replicas the advisory lock of each run does the rest. On SIGTERM or SIGINT no new run starts,
+a running job is asked to stop and given ``shutdown_grace`` to finish, then its query is cancelled on
+the server; the process exits 0. It exits non-zero only for configuration errors: a database that is
+away is a failed (and retried) run, not a crash.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+import jobs
+from maintainer.history import History
+from maintainer.job import Clock, Job
+from maintainer.logs import get_logger, redact
+from maintainer.runner import RunControl, run_job, utc_now
+from maintainer.schedule import expected_interval, next_fire_times, parse_schedule
+from maintainer.settings import Settings
+
+_CANCEL_WAIT = timedelta(seconds=5)  # after cancelling its query, how long a run gets to wind down
+
+
+def overdue_jobs(
+    now: datetime, intervals: dict[str, timedelta], last_success: dict[str, datetime | None],
+    watching_since: datetime, grace: timedelta,
+) -> dict[str, dict[str, Any]]:
+    """Jobs that have not succeeded within their expected interval plus ``grace``.
+
+    A job that never succeeded is measured from ``watching_since`` (the daemon's start), so a fresh
+    deployment is not overdue at once.
+    """
+    overdue = {}
+    for job, interval in intervals.items():
+        reference = last_success.get(job) or watching_since
+        if now - reference > interval + grace:
+            overdue[job] = {
+                "last_success_at": last_success.get(job), "expected_interval_s": interval.total_seconds(),
+                "overdue_by_s": round((now - reference - interval - grace).total_seconds()),
+            }
+    return overdue
+
+
+class Daemon:
+    def __init__(self, settings: Settings, clock: Clock = utc_now):
+        self.settings = settings
+        self.clock = clock
+        self.history = History(settings)
+        self.log = get_logger()
+        self.stopping = threading.Event()
+        self.started_at = clock()
+        self.last_heartbeat: datetime | None = None
+        self._jobs = {name: job for name, job in jobs.available(settings).items()
+                      if settings.job_settings(name).enabled}
+        self._triggers = {name: parse_schedule(settings.job_settings(name).schedule, settings.scheduler.timezone)
+                          for name in self._jobs}
+        self._running: dict[str, RunControl] = {}
+        self._running_changed = threading.Condition()
+        self._last_success: dict[str, datetime] = {}
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT; returns the exit code (0)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda received, frame: self.stopping.set())
+        now = self.clock()
+        self.log.info("scheduler_started", config=self._effective_config(), jobs={
+            name: {"schedule": self.settings.job_settings(name).schedule,
+                   "next_run": next_fire_times(self._triggers[name], now, 1)[0].isoformat()}
+            for name in self._jobs
+        })
+        self.history.ensure()
+        scheduler = self._build_scheduler()
+        scheduler.start()
+        self.stopping.wait()
+        self.log.info("scheduler_stopping", running=sorted(self._running))
+        scheduler.shutdown(wait=False)
+        self._stop_running_jobs()
+        self.log.info("scheduler_stopped", uptime_s=round((self.clock() - self.started_at).total_seconds()))
+        return 0
+
+    def _build_scheduler(self) -> BackgroundScheduler:
+        config = self.settings.scheduler
+        scheduler = BackgroundScheduler(
+            timezone=config.timezone,
+            executors={"default": ThreadPoolExecutor(max_workers=len(self._jobs) + 3)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": int(config.misfire_grace_time.total_seconds())},
+        )
+        for name, job in self._jobs.items():
+            scheduler.add_job(self._run_job, self._triggers[name], args=[job], id=name, name=name)
+        scheduler.add_job(self._heartbeat, IntervalTrigger(seconds=config.heartbeat_interval.total_seconds()),
+                          id="heartbeat", next_run_time=self.clock())
+        scheduler.add_job(self._check_overdue,
+                          IntervalTrigger(seconds=config.overdue_check_interval.total_seconds()), id="overdue")
+        scheduler.add_job(self._prune_history, IntervalTrigger(hours=24), id="prune-history",
+                          next_run_time=self.clock())
+        return scheduler
+
+    def _run_job(self, job: Job) -> None:
+        control = RunControl()
+        with self._running_changed:
+            if self.stopping.is_set():
+                return
+            self._running[job.name] = control
+        try:
+            run = run_job(self.settings, job, clock=self.clock, control=control, retry=self.settings.retry,
+                          history=self.history)
+            if run.result.stop_reason is None:
+                self._last_success[job.name] = self.clock()
+        except Exception:
+            pass
+        finally:
+            with self._running_changed:
+                del self._running[job.name]
+                self._running_changed.notify_all()
+
+    def _stop_running_jobs(self) -> None:
+        grace = self.settings.scheduler.shutdown_grace.total_seconds()
+        with self._running_changed:
+            for control in self._running.values():
+                control.stop.set()
+            if not self._running_changed.wait_for(lambda: not self._running, timeout=grace):
+                for name, control in self._running.items():
+                    self.log.warning("job_cancelling", job=name, reason="shutdown_grace expired")
+                    control.cancel()
+                self._running_changed.wait_for(lambda: not self._running, timeout=_CANCEL_WAIT.total_seconds())
+
+    def _heartbeat(self) -> None:
+        self.last_heartbeat = self.clock()
+        self.log.info("heartbeat", uptime_s=round((self.last_heartbeat - self.started_at).total_seconds()),
+                      running=sorted(self._running))
+
+    def _check_overdue(self) -> None:
+        now = self.clock()
+        last_success: dict[str, datetime | None] = dict(self._last_success)
+        if self.history.ensure():
+            try:
+                # Successes of every replica count, not only this process's.
+                for name, row in self.history.last_runs().items():
+                    known = [when for when in (last_success.get(name), row["last_success_at"]) if when]
+                    last_success[name] = max(known, default=None)
+            except Exception as error:
+                self.log.warning("history_unavailable", error_type=type(error).__name__, error=str(error))
+        intervals = {name: expected_interval(trigger, now) for name, trigger in self._triggers.items()}
+        for name, details in overdue_jobs(now, intervals, last_success, self.started_at,
+                                          self.settings.scheduler.overdue_grace).items():
+            self.log.error("job_overdue", job=name, **details)
+
+    def _prune_history(self) -> None:
+        try:
+            pruned = self.history.prune(self.clock())
+        except Exception as error:
+            self.log.warning("history_prune_failed", error_type=type(error).__name__, error=str(error))
+            return
+        if pruned:
+            self.log.info("history_pruned", rows_deleted=pruned)
+
+    def _effective_config(self) -> dict[str, Any]:
+        config = self.settings.model_dump(mode="json", exclude={"database_url"})
+        url = self.settings.database_url
+        config["database_url"] = redact(url.get_secret_value()) if url else None
+        return config
+
