@@ -13,4 +13,4 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/maintainer-*.whl && rm -rf /wheels
 USER 10001:10001
 ENTRYPOINT ["maintainer"]
-CMD ["list"]
+CMD ["run"]
