@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -28,12 +29,23 @@ def _redact_secrets(logger: WrappedLogger, method: str, event_dict: EventDict) -
     return {key: redact(value) if isinstance(value, str) else value for key, value in event_dict.items()}
 
 
+def _json_value(value: Any) -> Any:
+    """Timestamps as ISO 8601 and ids as text: fields alerting rules can parse, never a Python repr."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return str(value)
+
+
 def configure(
     log_format: Literal["auto", "json", "console"] = "auto", level: str = "info", stream: TextIO | None = None
 ) -> None:
     stream = stream or sys.stdout
     console = log_format == "console" or (log_format == "auto" and stream.isatty())
-    renderer: Any = structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer(default=_json_value)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
