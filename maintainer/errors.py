@@ -64,6 +64,11 @@ class JobFailed(MaintainerError):
 
 
 class LockHeld(MaintainerError):
-    """Another run of the same job, here or in another replica, holds its lock (EX_TEMPFAIL: try later)."""
+    """The run was skipped: another run holds the job's lock (``lock_held``), or another replica already
+    ran the scheduled run it was for (``already_ran``). EX_TEMPFAIL: try again later."""
 
     exit_code = 75
+
+    def __init__(self, message: str, reason: str):
+        self.reason = reason
+        super().__init__(message)

@@ -1,7 +1,9 @@
 """Run history in the tool's own table: what pg_cron's job_run_details was, but pruned.
 
-History is a convenience, never a reason for a run to fail: without the privilege to create the table
-the daemon runs on and says history is off; when the database is away a record is logged and dropped.
+The same schema holds each job's last claimed scheduled time (``<table>_ticks``), so that replicas run
+each scheduled run once. History is a convenience, never a reason for a run to fail: without the
+privilege to create the table the daemon runs on and says history is off; when the database is away a
+record is logged and dropped.
 """
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ CREATE TABLE IF NOT EXISTS {table} (
     error         text
 );
 CREATE INDEX IF NOT EXISTS {index} ON {table} (job, started_at DESC);
+CREATE TABLE IF NOT EXISTS {ticks} (
+    job    text PRIMARY KEY,
+    tick   timestamptz NOT NULL,
+    run_id uuid NOT NULL
+);
+"""
+
+# Claimed by a run that holds the job's lock: a replica whose run comes after another's for the same
+# scheduled time finds the tick taken (the UPDATE's WHERE fails, nothing is returned) and skips.
+_CLAIM_TICK = """
+INSERT INTO {ticks} AS claimed (job, tick, run_id) VALUES (%s, %s, %s)
+ON CONFLICT (job) DO UPDATE SET tick = excluded.tick, run_id = excluded.run_id
+WHERE claimed.tick < excluded.tick OR claimed.run_id = excluded.run_id
+RETURNING 1
 """
 
 _LAST_RUNS = """
@@ -70,7 +86,7 @@ class History:
         name = settings.history.table
         schema = name.split(".")[0] if "." in name else "public"
         self._names = {
-            "schema": sql.Identifier(schema), "table": table(name),
+            "schema": sql.Identifier(schema), "table": table(name), "ticks": table(f"{name}_ticks"),
             "index": sql.Identifier(f"{name.split('.')[-1]}_job_started_at_idx"),
         }
 
@@ -114,6 +130,17 @@ class History:
                 )
         except psycopg.Error as error:
             self._log.warning("history_write_failed", job=run.job, run_id=run.run_id, error=str(error).strip())
+
+    def claim_tick(self, job: str, tick: datetime, run_id: str) -> bool:
+        """Claim the scheduled run at ``tick`` for this run; False when another run already had it.
+
+        Without a history table there is nothing to claim against, and the run goes ahead.
+        """
+        if not self.ensure():
+            return True
+        with self._connect() as conn:
+            claimed = conn.execute(sql.SQL(_CLAIM_TICK).format(**self._names), (job, tick, run_id)).fetchone()
+        return claimed is not None
 
     def prune(self, now: datetime) -> int:
         """Delete records older than the retention; pg_cron's history grows forever."""

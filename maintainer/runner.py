@@ -66,6 +66,15 @@ class Cancelled(MaintainerError):
     """The run was stopped by shutdown before or while it worked."""
 
 
+@dataclass
+class _Progress:
+    """What the attempts of one run have done so far."""
+
+    attempts: int = 0
+    locked_at: datetime | None = None  # when the run first held its lock: history's started_at
+    work_ended_at: datetime | None = None  # when its work ended, before the lock was released
+
+
 def run_job(
     settings: Settings,
     job: Job,
@@ -76,22 +85,27 @@ def run_job(
     control: RunControl | None = None,
     retry: RetrySettings | None = None,
     history: History | None = None,
+    tick: datetime | None = None,
 ) -> Run:
     """Run ``job`` (or its dry run) once, retrying transient failures when ``retry`` is given.
 
     A real run holds the job's advisory lock on its working connection; if another run holds it,
-    LockHeld is raised at once. A dry run takes no lock and works in one read-only REPEATABLE READ
-    transaction that is rolled back: whatever the job's code does, the server refuses to change anything.
+    LockHeld is raised at once. With a ``tick`` (the scheduled time this run is for) and a history, the
+    run also claims that tick, so replicas run each scheduled run once, not once each. A dry run takes
+    no lock and works in one read-only REPEATABLE READ transaction that is rolled back: whatever the
+    job's code does, the server refuses to change anything.
     """
     settings.require_database_url()
     control = control or RunControl()
     run_id = str(uuid.uuid4())
     log = get_logger(job=job.name, run_id=run_id, dry_run=dry_run)
     job_settings = settings.job_settings(job.name)
+    progress = _Progress()
     log.info("job_started")
     started_at, started = clock(), monotonic()
 
     def attempt() -> Result:
+        progress.attempts += 1
         if control.stop.is_set():
             raise Cancelled(f"{job.name}: stopped before it started")
         try:
@@ -103,13 +117,19 @@ def run_job(
                 if dry_run:
                     conn.read_only = True
                     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                elif not try_lock(conn, job.name):
-                    raise LockHeld(f"{job.name}: another run holds its lock")
+                else:
+                    _take_lock(conn, job.name, progress.attempts)
+                    progress.locked_at = progress.locked_at or clock()
+                    if tick and history and not history.claim_tick(job.name, tick, run_id):
+                        raise LockHeld(f"{job.name}: the run scheduled for {tick} already ran", "already_ran")
                 context = RunContext(
                     job=job.name, run_id=run_id, conn=conn, settings=job_settings, clock=clock, log=log,
                     monotonic=monotonic, stop=control.stop,
                 )
-                result = job.dry_run(context) if dry_run else job.run(context)
+                try:
+                    result = job.dry_run(context) if dry_run else job.run(context)
+                finally:
+                    progress.work_ended_at = clock()
                 if dry_run:
                     conn.rollback()
                 else:
@@ -122,50 +142,51 @@ def run_job(
         finally:
             control.conn = None
 
-    attempts = 0
-
-    def counted_attempt() -> Result:
-        nonlocal attempts
-        attempts += 1
-        return attempt()
-
     def finish(status: str, **fields: Any) -> int:
-        duration_ms = round((monotonic() - started) * 1000)
         if history is not None and not dry_run:
             history.record(RunRecord(
-                job.name, run_id, started_at, clock(), status, attempts, fields.get("rows_affected"),
-                fields.get("sqlstate"), fields.get("error"),
+                job.name, run_id, progress.locked_at or started_at, progress.work_ended_at or clock(), status,
+                progress.attempts, fields.get("rows_affected"), fields.get("sqlstate"), fields.get("error"),
             ))
-        return duration_ms
+        return round((monotonic() - started) * 1000)
 
     try:
-        result = _retrying(retry, control.stop, log)(counted_attempt)
-    except LockHeld:
-        log.info("job_skipped", reason="lock_held", duration_ms=round((monotonic() - started) * 1000))
+        result = _retrying(retry, control.stop, log)(attempt)
+    except LockHeld as skipped:
+        log.info("job_skipped", reason=skipped.reason, duration_ms=round((monotonic() - started) * 1000))
         raise
     except Cancelled as error:
-        log.warning("job_cancelled", duration_ms=finish("cancelled", error=str(error)), attempts=attempts)
+        log.warning("job_cancelled", duration_ms=finish("cancelled", error=str(error)), attempts=progress.attempts)
         raise
-    except (JobFailed, MaintainerError) as error:
+    except MaintainerError as error:
         sqlstate = getattr(error, "sqlstate", None)
         duration_ms = finish("failed", sqlstate=sqlstate, error=str(error))
         cause = error.__cause__ or error
-        log.error("job_failed", duration_ms=duration_ms, attempts=attempts, error_type=type(cause).__name__,
+        log.error("job_failed", duration_ms=duration_ms, attempts=progress.attempts, error_type=type(cause).__name__,
                   sqlstate=sqlstate, error=str(error))
         raise
     except Exception as error:
         duration_ms = finish("failed", error=f"{type(error).__name__}: {error}")
-        log.exception("job_failed", duration_ms=duration_ms, attempts=attempts, error_type=type(error).__name__,
-                      error=str(error))
+        log.exception("job_failed", duration_ms=duration_ms, attempts=progress.attempts,
+                      error_type=type(error).__name__, error=str(error))
         raise
     if result.stop_reason == "shutdown":
         log.warning("job_cancelled", duration_ms=finish("cancelled", rows_affected=result.rows_affected),
-                    attempts=attempts, **result.summary)
+                    attempts=progress.attempts, **result.summary)
     else:
         duration_ms = finish("succeeded", rows_affected=result.rows_affected)
-        log.info("job_succeeded", duration_ms=duration_ms, **({"attempts": attempts} if attempts > 1 else {}),
-                 **result.summary)
+        retried = {"attempts": progress.attempts} if progress.attempts > 1 else {}
+        log.info("job_succeeded", duration_ms=duration_ms, **retried, **result.summary)
     return Run(job.name, run_id, dry_run, started_at, round((monotonic() - started) * 1000), result)
+
+
+def _take_lock(conn: psycopg.Connection[Any], job: str, attempt: int) -> None:
+    if try_lock(conn, job):
+        return
+    if attempt > 1:
+        # Most likely the session of our own failed attempt, not yet gone from the server: wait for it.
+        raise JobFailed(job, "the lock is still held, probably by the previous attempt's session", transient=True)
+    raise LockHeld(f"{job}: another run holds its lock", "lock_held")
 
 
 def _retrying(policy: RetrySettings | None, stop: threading.Event, log: Any) -> tenacity.Retrying:

@@ -8,7 +8,7 @@ saving time it fires twice at a wall-clock time that occurs twice on the autumn 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import pairwise
 from typing import Any
 
@@ -26,6 +26,7 @@ MACROS = {
     "@annually": "0 0 1 1 *",
 }
 _INTERVAL = re.compile(r"^(\d+)\s+(second|minute|hour)s?$")
+_INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 _WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 
 
@@ -56,7 +57,8 @@ def parse_schedule(expression: str, timezone: tzinfo | str = "UTC") -> BaseTrigg
         amount, unit = int(match[1]), match[2]
         if amount < 1:
             raise ValueError(f"{expression!r}: an interval must be at least 1 {unit}")
-        return IntervalTrigger(**{f"{unit}s": amount}, timezone=timezone)
+        # Anchored to a fixed instant, so that every replica computes the same run times.
+        return IntervalTrigger(**{f"{unit}s": amount}, start_date=_INTERVAL_ANCHOR, timezone=timezone)
     fields = MACROS.get(text, text).split()
     if len(fields) != 5:
         raise ValueError(
@@ -121,3 +123,9 @@ def expected_interval(trigger: BaseTrigger, now: datetime) -> timedelta:
     """The longest gap between the next few runs: how long a healthy job may go without a success."""
     times = next_fire_times(trigger, now, 6)
     return max((later - earlier for earlier, later in pairwise(times)), default=timedelta(days=1))
+
+
+def last_fire_time(trigger: BaseTrigger, now: datetime) -> datetime | None:
+    """The latest scheduled time at or before ``now``: the run the scheduler is firing now is for it."""
+    lookback = now - 2 * expected_interval(trigger, now)
+    return max((time for time in next_fire_times(trigger, lookback, 16) if time <= now), default=None)

@@ -1,10 +1,12 @@
 """``maintainer run``: the daemon that runs every enabled job on its schedule, for months, unattended.
 
-One APScheduler job per maintenance job (at most one instance in this process, missed runs coalesced);
-across replicas the advisory lock of each run does the rest. On SIGTERM or SIGINT no new run starts,
-a running job is asked to stop and given ``shutdown_grace`` to finish, then its query is cancelled on
-the server; the process exits 0. It exits non-zero only for configuration errors: a database that is
-away is a failed (and retried) run, not a crash.
+One APScheduler job per maintenance job (at most one instance in this process, missed runs
+coalesced). Across replicas the advisory lock of each run keeps runs apart, and the claim of each
+scheduled time makes a run that another replica already did a skip (``already_ran``), not a second run.
+
+On SIGTERM or SIGINT no new run starts, a running job is asked to stop and given ``shutdown_grace`` to
+finish, then its query is cancelled on the server; the process exits 0. It exits non-zero only for
+configuration errors: a database that is away is a failed (and retried) run, not a crash.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from maintainer.history import History
 from maintainer.job import Clock, Job
 from maintainer.logs import get_logger, redact
 from maintainer.runner import RunControl, run_job, utc_now
-from maintainer.schedule import expected_interval, next_fire_times, parse_schedule
+from maintainer.schedule import expected_interval, last_fire_time, next_fire_times, parse_schedule
 from maintainer.settings import Settings
 
 _CANCEL_WAIT = timedelta(seconds=5)  # after cancelling its query, how long a run gets to wind down
@@ -111,8 +113,9 @@ class Daemon:
                 return
             self._running[job.name] = control
         try:
+            tick = last_fire_time(self._triggers[job.name], self.clock())
             run = run_job(self.settings, job, clock=self.clock, control=control, retry=self.settings.retry,
-                          history=self.history)
+                          history=self.history, tick=tick)
             if run.result.stop_reason is None:
                 self._last_success[job.name] = self.clock()
         except Exception:

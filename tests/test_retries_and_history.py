@@ -412,3 +412,47 @@ def test_daemon_reports_the_job_whose_last_success_on_any_replica_is_too_old(
     assert overdue[0]["expected_interval_s"] == 6 * 3600
     # every 6 hours, plus an hour of grace
     assert overdue[0]["overdue_by_s"] == (NOW - last_success - timedelta(hours=7)).total_seconds()
+
+
+# one run per scheduled time, however many replicas
+
+
+def test_a_scheduled_run_another_replica_already_did_is_skipped(
+    database_url: str, conn: psycopg.Connection[Any], log: LogLines
+) -> None:
+    settings = custom_sql(database_url, "tick", "SELECT 1")
+    job, history = jobs.get("tick", settings), History(settings)
+    tick = NOW.replace(hour=2)
+
+    run_job(settings, job, history=history, tick=tick)  # replica A
+    with pytest.raises(LockHeld) as skipped:
+        run_job(settings, job, history=history, tick=tick)  # replica B, a moment later
+    run_job(settings, job, history=history, tick=tick + timedelta(days=1))  # the next scheduled run
+
+    assert skipped.value.reason == "already_ran"
+    assert [line["reason"] for line in log.named("job_skipped")] == ["already_ran"]
+    assert [row["status"] for row in history_rows(conn, "tick")] == ["succeeded", "succeeded"]
+
+
+def test_a_run_can_reclaim_its_own_scheduled_time_when_it_retries(database_url: str) -> None:
+    history = History(load_settings(database_url=database_url))
+    tick = NOW.replace(hour=2)
+
+    assert history.claim_tick("tick", tick, "00000000-0000-0000-0000-00000000000a")
+    assert history.claim_tick("tick", tick, "00000000-0000-0000-0000-00000000000a")  # its own retry
+    assert not history.claim_tick("tick", tick, "00000000-0000-0000-0000-00000000000b")
+    assert not history.claim_tick("tick", tick - timedelta(days=1), "00000000-0000-0000-0000-00000000000c")
+    assert history.claim_tick("tick", tick + timedelta(days=1), "00000000-0000-0000-0000-00000000000b")
+
+
+def test_history_records_the_time_a_run_held_its_lock(
+    database_url: str, conn: psycopg.Connection[Any], log: LogLines
+) -> None:
+    settings = custom_sql(database_url, "probe", "SELECT 1")
+    ticks = iter(NOW + timedelta(seconds=second) for second in range(10))
+
+    run_job(settings, jobs.get("probe", settings), history=History(settings), clock=lambda: next(ticks))
+
+    row = conn.execute("SELECT started_at, ended_at FROM maintainer.run_history WHERE job = 'probe'").fetchone()
+    # clock calls: run start (0), lock taken (1), work ended (2): the record spans the lock, not the run
+    assert row == (NOW + timedelta(seconds=1), NOW + timedelta(seconds=2))
