@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import urllib.request
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("list", parents=[output], help="list the jobs, their schedules and next runs")
     commands.add_parser(
+        "healthcheck", help="exit 0 when the local daemon's /healthz answers 200 (for a container HEALTHCHECK)"
+    )
+    commands.add_parser(
         "check", parents=[connection, output], help="check every enabled job's prerequisites; exit 1 if any fails",
         description="Check the connection, server version, tables, view, function, indexes and privileges"
         " every enabled job needs. Changes nothing.",
@@ -82,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             settings.require_database_url()
             return Daemon(settings).run()
+        if args.command == "healthcheck":
+            return _healthcheck(settings)
         if args.command == "status":
             return _print_status(settings, args.format)
         if args.command == "run-once":
@@ -120,6 +126,16 @@ def _list_jobs(settings: Settings, output_format: str) -> None:
     for row in rows:
         when = f"next {row['next_run']:%Y-%m-%d %H:%M %Z}" if row["next_run"] else "disabled"
         print(f"{row['job']:<26}{row['schedule']:<14}{when:<30}{row['description']}")
+
+
+def _healthcheck(settings: Settings) -> int:
+    url = f"http://127.0.0.1:{settings.http_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return 0 if response.status == 200 else 1
+    except OSError as error:
+        print(f"maintainer: {url}: {error}", file=sys.stderr)
+        return 1
 
 
 def _print_status(settings: Settings, output_format: str) -> int:

@@ -29,7 +29,7 @@ def _redact_secrets(logger: WrappedLogger, method: str, event_dict: EventDict) -
     return {key: redact(value) if isinstance(value, str) else value for key, value in event_dict.items()}
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """Timestamps as ISO 8601 and ids as text: fields alerting rules can parse, never a Python repr."""
     if isinstance(value, datetime | date):
         return value.isoformat()
@@ -44,7 +44,7 @@ def configure(
     stream = stream or sys.stdout
     console = log_format == "console" or (log_format == "auto" and stream.isatty())
     renderer: Any = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer(default=_json_value)
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer(default=json_value)
     )
     structlog.configure(
         processors=[

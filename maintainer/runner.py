@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import tenacity
 
+from maintainer import metrics
 from maintainer.db import connect
 from maintainer.errors import JobFailed, LockHeld, MaintainerError
 from maintainer.history import History, RunRecord
@@ -143,16 +144,23 @@ def run_job(
             control.conn = None
 
     def finish(status: str, **fields: Any) -> int:
+        duration_s = monotonic() - started
+        if not dry_run:
+            metrics.RUNS.labels(job.name, status).inc()
+            metrics.DURATION.labels(job.name).observe(duration_s)
+            if status == "succeeded":
+                metrics.LAST_SUCCESS.labels(job.name).set(clock().timestamp())
         if history is not None and not dry_run:
             history.record(RunRecord(
                 job.name, run_id, progress.locked_at or started_at, progress.work_ended_at or clock(), status,
                 progress.attempts, fields.get("rows_affected"), fields.get("sqlstate"), fields.get("error"),
             ))
-        return round((monotonic() - started) * 1000)
+        return round(duration_s * 1000)
 
     try:
-        result = _retrying(retry, control.stop, log)(attempt)
+        result = _retrying(retry, control.stop, log, job.name)(attempt)
     except LockHeld as skipped:
+        metrics.SKIPS.labels(job.name, skipped.reason).inc()
         log.info("job_skipped", reason=skipped.reason, duration_ms=round((monotonic() - started) * 1000))
         raise
     except Cancelled as error:
@@ -170,6 +178,8 @@ def run_job(
         log.exception("job_failed", duration_ms=duration_ms, attempts=progress.attempts,
                       error_type=type(error).__name__, error=str(error))
         raise
+    if not dry_run and "rows_deleted" in result.summary:
+        metrics.ROWS_DELETED.labels(job.name).inc(result.summary["rows_deleted"])
     if result.stop_reason == "shutdown":
         log.warning("job_cancelled", duration_ms=finish("cancelled", rows_affected=result.rows_affected),
                     attempts=progress.attempts, **result.summary)
@@ -189,13 +199,14 @@ def _take_lock(conn: psycopg.Connection[Any], job: str, attempt: int) -> None:
     raise LockHeld(f"{job}: another run holds its lock", "lock_held")
 
 
-def _retrying(policy: RetrySettings | None, stop: threading.Event, log: Any) -> tenacity.Retrying:
+def _retrying(policy: RetrySettings | None, stop: threading.Event, log: Any, job: str) -> tenacity.Retrying:
     """Retry transient failures only, with exponential backoff and jitter, bounded in attempts and time."""
     if policy is None:
         return tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
 
     def log_retry(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
+        metrics.RETRIES.labels(job).inc()
         log.warning(
             "job_retrying", attempt=state.attempt_number, wait_s=round(state.upcoming_sleep, 2),
             error_type=type(getattr(error, "__cause__", None) or error).__name__,

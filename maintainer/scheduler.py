@@ -11,9 +11,11 @@ configuration errors: a database that is away is a failed (and retried) run, not
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 from datetime import datetime, timedelta
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -21,6 +23,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 import jobs
+from maintainer import endpoints, metrics
+from maintainer.check import run_checks
+from maintainer.errors import ConfigError
 from maintainer.history import History
 from maintainer.job import Clock, Job
 from maintainer.logs import get_logger, redact
@@ -64,6 +69,8 @@ class Daemon:
                       if settings.job_settings(name).enabled}
         self._triggers = {name: parse_schedule(settings.job_settings(name).schedule, settings.scheduler.timezone)
                           for name in self._jobs}
+        for name in self._jobs:
+            metrics.declare(name)
         self._running: dict[str, RunControl] = {}
         self._running_changed = threading.Condition()
         self._last_success: dict[str, datetime] = {}
@@ -78,6 +85,7 @@ class Daemon:
                    "next_run": next_fire_times(self._triggers[name], now, 1)[0].isoformat()}
             for name in self._jobs
         })
+        server = self._serve_http()
         self.history.ensure()
         scheduler = self._build_scheduler()
         scheduler.start()
@@ -86,7 +94,35 @@ class Daemon:
         scheduler.shutdown(wait=False)
         self._stop_running_jobs()
         self.log.info("scheduler_stopped", uptime_s=round((self.clock() - self.started_at).total_seconds()))
+        if server is not None:
+            server.shutdown()
         return 0
+
+    def _serve_http(self) -> ThreadingHTTPServer | None:
+        host, port = self.settings.http_host, self.settings.http_port
+        if not port:
+            return None
+        try:
+            server = endpoints.serve(host, port, self.health, self.readiness)
+        except OSError as error:
+            raise ConfigError(f"http_port (MAINTAINER_HTTP_PORT={port}): cannot listen on {host}:{port}: "
+                              f"{error.strerror}; choose a free port, or 0 to turn the listener off") from None
+        self.log.info("http_listening", host=host, port=port, paths=["/healthz", "/readyz", "/metrics"])
+        return server
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Alive: not stopping, and the heartbeat (run by the scheduler itself) is recent."""
+        now = self.clock()
+        limit = 3 * self.settings.scheduler.heartbeat_interval
+        fresh = self.last_heartbeat is not None and now - self.last_heartbeat <= limit
+        ok = fresh and not self.stopping.is_set()
+        return ok, {"status": "ok" if ok else "unhealthy", "stopping": self.stopping.is_set(),
+                    "last_heartbeat": self.last_heartbeat, "running": sorted(self._running)}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: the database answers and every prerequisite of ``maintainer check`` holds."""
+        failed = [dataclasses.asdict(check) for check in run_checks(self.settings) if not check.ok]
+        return not failed, {"status": "ready" if not failed else "not ready", "failed_checks": failed}
 
     def _build_scheduler(self) -> BackgroundScheduler:
         config = self.settings.scheduler
@@ -138,6 +174,7 @@ class Daemon:
 
     def _heartbeat(self) -> None:
         self.last_heartbeat = self.clock()
+        metrics.HEARTBEAT.set(self.last_heartbeat.timestamp())
         self.log.info("heartbeat", uptime_s=round((self.last_heartbeat - self.started_at).total_seconds()),
                       running=sorted(self._running))
 
@@ -153,8 +190,10 @@ class Daemon:
             except Exception as error:
                 self.log.warning("history_unavailable", error_type=type(error).__name__, error=str(error))
         intervals = {name: expected_interval(trigger, now) for name, trigger in self._triggers.items()}
-        for name, details in overdue_jobs(now, intervals, last_success, self.started_at,
-                                          self.settings.scheduler.overdue_grace).items():
+        overdue = overdue_jobs(now, intervals, last_success, self.started_at, self.settings.scheduler.overdue_grace)
+        for name in self._jobs:
+            metrics.OVERDUE.labels(name).set(1 if name in overdue else 0)
+        for name, details in overdue.items():
             self.log.error("job_overdue", job=name, **details)
 
     def _prune_history(self) -> None:

@@ -1,5 +1,8 @@
 """Settings: built-in defaults < config/maintainer.toml < the file in MAINTAINER_CONFIG < environment < CLI.
 
+The database URL: --database-url, else MAINTAINER_DATABASE_URL, else DATABASE_URL, else the file named by
+MAINTAINER_DATABASE_URL_FILE, else libpq's own environment (PGHOST, PGUSER, PGPASSWORD, PGSERVICE...).
+
 Every setting can be overridden from the environment, nested with ``__``:
 ``MAINTAINER_JOBS__CLEANUP_OLD_EVENTS__RETENTION_DAYS=120``. Invalid values raise :class:`ConfigError`
 before any connection is made; the database URL is a secret and never appears in a message or ``repr``.
@@ -35,6 +38,8 @@ from maintainer.errors import ConfigError
 from maintainer.job import Duration, JobSettings
 
 CONFIG_ENV = "MAINTAINER_CONFIG"
+URL_FILE_ENV = "MAINTAINER_DATABASE_URL_FILE"  # Kubernetes and Docker secrets arrive as files
+LIBPQ_ENVIRONMENT = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE", "PGUSER")
 _SECRET_FIELDS = {"database_url"}
 
 
@@ -98,6 +103,9 @@ class Settings(BaseSettings):
     connect_timeout: Duration = timedelta(seconds=10)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The daemon's /healthz, /readyz and /metrics; 0 turns the listener off.
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=9477, ge=0, le=65535)
     jobs: JobsSettings = JobsSettings()
     custom_jobs: dict[str, CustomSqlSettings] = {}
     scheduler: SchedulerSettings = SchedulerSettings()
@@ -149,17 +157,27 @@ class Settings(BaseSettings):
         return settings
 
     def require_database_url(self) -> str:
-        if self.database_url is None:
-            raise ConfigError(
-                "no database to connect to: set MAINTAINER_DATABASE_URL (or DATABASE_URL) or pass --database-url"
-            )
-        return self.database_url.get_secret_value()
+        """The connection string; empty when libpq's own environment (PGHOST, PGSERVICE...) says where."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        if any(os.environ.get(name) for name in LIBPQ_ENVIRONMENT):
+            return ""
+        raise ConfigError(
+            "no database to connect to: set MAINTAINER_DATABASE_URL (or DATABASE_URL, or"
+            " MAINTAINER_DATABASE_URL_FILE), pass --database-url, or set libpq's PGHOST/PGSERVICE"
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate all settings, or raise ConfigError naming each bad field and what it accepts."""
     if (user_file := os.environ.get(CONFIG_ENV)) and not Path(user_file).is_file():
         raise ConfigError(f"{CONFIG_ENV}={user_file}: no such file")
+    url_named = any(os.environ.get(name) for name in ("MAINTAINER_DATABASE_URL", "DATABASE_URL"))
+    if (url_file := os.environ.get(URL_FILE_ENV)) and overrides.get("database_url") is None and not url_named:
+        try:
+            overrides["database_url"] = Path(url_file).read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"{URL_FILE_ENV}={url_file}: cannot read it: {error.strerror}") from None
     try:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except tomllib.TOMLDecodeError as error:

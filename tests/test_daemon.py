@@ -171,7 +171,9 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         with log_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
                 [sys.executable, "-m", "maintainer", "run"], stdout=stdout, stderr=stderr,
-                env=clean_environment(MAINTAINER_DATABASE_URL=database_url, MAINTAINER_CONFIG=str(config), **env),
+                # no HTTP listener: replicas on one machine would want the same port (tests/test_endpoints.py)
+                env=clean_environment(MAINTAINER_DATABASE_URL=database_url, MAINTAINER_CONFIG=str(config),
+                                      MAINTAINER_HTTP_PORT="0", **env),
             )
         started.append(Daemon(process, log_path, stderr_path))
         return started[-1]
