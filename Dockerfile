@@ -1,4 +1,7 @@
 # maintainer: scheduled PostgreSQL maintenance for the Parlant tables, run as a sidecar.
+# Build: docker build -t maintainer .   Run: docker run -e MAINTAINER_DATABASE_URL=... maintainer
+
+# Build stage: the project's wheel and every dependency's, resolved once.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -7,10 +10,20 @@ COPY jobs ./jobs
 COPY config ./config
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
+# Runtime stage: the installed wheels and nothing else (no sources, no build tools, no pip cache).
 FROM python:3.11-slim
+LABEL org.opencontainers.image.title="maintainer" \
+      org.opencontainers.image.description="Scheduled PostgreSQL maintenance for the Parlant agent tables: a pg_cron replacement run as a sidecar" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="0.1.0"
 COPY --from=build /wheels /wheels
-# Only the wheels built above are installed: the versions were resolved once, in the build stage.
 RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/maintainer-*.whl && rm -rf /wheels
+ENV PYTHONUNBUFFERED=1 \
+    MAINTAINER_LOG_FORMAT=json \
+    MAINTAINER_HTTP_PORT=9477
+# A numeric user, so that Kubernetes' runAsNonRoot can verify it without a passwd entry.
 USER 10001:10001
+EXPOSE 9477
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["maintainer", "healthcheck"]
 ENTRYPOINT ["maintainer"]
 CMD ["run"]
