@@ -220,8 +220,10 @@ def _retrying(policy: RetrySettings | None, stop: threading.Event, log: Any, job
             | tenacity.stop_after_delay(policy.max_total.total_seconds())
             | tenacity.stop_when_event_set(stop)
         ),
+        # initial_wait, doubling each attempt, plus up to initial_wait of jitter so replicas do not retry in step
         wait=tenacity.wait_exponential_jitter(
-            initial=policy.initial_wait.total_seconds(), max=policy.max_wait.total_seconds()
+            multiplier=policy.initial_wait.total_seconds(), jitter=policy.initial_wait.total_seconds(),
+            max=policy.max_wait.total_seconds(),
         ),
         sleep=lambda seconds: _interruptible_sleep(stop, seconds),
         before_sleep=log_retry,
