@@ -122,6 +122,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"custom job name {name!r} is taken by a built-in job")
         return custom_jobs
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # MAINTAINER_DATABASE_URL= (a compose ${VAR} left unset) must not mean libpq's local defaults.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _parseable_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -178,6 +184,8 @@ def load_settings(**overrides: Any) -> Settings:
             overrides["database_url"] = Path(url_file).read_text().strip()
         except OSError as error:
             raise ConfigError(f"{URL_FILE_ENV}={url_file}: cannot read it: {error.strerror}") from None
+        if not overrides["database_url"]:
+            raise ConfigError(f"{URL_FILE_ENV}={url_file}: the file is empty (a secret never filled in?)")
     try:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except tomllib.TOMLDecodeError as error:

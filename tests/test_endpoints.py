@@ -1,0 +1,339 @@
+"""The daemon's HTTP listener as a probe, a Prometheus scraper and ``maintainer healthcheck`` see it.
+
+Daemons run as subprocesses on a free port of 127.0.0.1; every request is a real HTTP request, every
+wait a condition polled with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.test_daemon import Daemon, clean_environment, maintainer, named, wait_for, write_config
+
+pytestmark = pytest.mark.acceptance
+
+JOB = "select-one"
+FAILING_JOB = "always-failing"
+EVERY_SECOND = {JOB: {"schedule": "1 seconds", "sql": "SELECT 1"}}
+PASSWORD = "s3cret-endpoints-pw"
+UNREACHABLE_URL = f"postgresql://u:{PASSWORD}@127.0.0.1:1/db"
+# Requests to the daemon go straight to it, whatever proxy the environment names.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    content_type: str
+    body: str
+
+    def json(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+
+def get(port: int, path: str) -> Reply:
+    """GET ``path`` from 127.0.0.1:``port``; an error status is a Reply too. OSError when nothing answers."""
+    try:
+        with DIRECT.open(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return Reply(response.status, response.headers["Content-Type"], response.read().decode())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Reply(error.code, error.headers["Content-Type"], error.read().decode())
+
+
+def answer(daemon: Daemon, port: int, path: str, status: int, timeout: float = 20) -> Reply:
+    """The first reply to ``path`` with ``status``; fails at once if the daemon exits meanwhile."""
+    def reply() -> Reply | None:
+        if (code := daemon.process.poll()) is not None:
+            pytest.fail(f"the daemon exited with {code}: {daemon.stderr_path.read_text()}")
+        try:
+            received = get(port, path)
+        except OSError:
+            return None
+        return received if received.status == status else None
+
+    received = wait_for(reply, timeout, f"{path} to answer {status}")
+    assert received is not None
+    return received
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on, from /proc (Linux)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            inodes.add(fd.readlink().name.removeprefix("socket:[").removesuffix("]"))
+        except OSError:
+            continue  # closed since the listing
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for row in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = row.split()
+            local_address, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                ports.add(int(local_address.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def scrape(port: int) -> list[Metric]:
+    reply = get(port, "/metrics")
+    assert reply.status == 200, reply.body
+    assert reply.content_type.startswith("text/plain"), reply.content_type
+    return list(text_string_to_metric_families(reply.body))
+
+
+def sample(families: list[Metric], name: str, **labels: str) -> float | None:
+    """The value of the one sample ``name`` with exactly ``labels``, or None when there is none."""
+    values = [s.value for family in families for s in family.samples if s.name == name and s.labels == labels]
+    assert len(values) <= 1, f"{len(values)} samples {name}{labels}"
+    return values[0] if values else None
+
+
+def runs(port: int, job: str, outcome: str) -> float:
+    return sample(scrape(port), "maintainer_runs_total", job=job, outcome=outcome) or 0
+
+
+def recent(timestamp: float, within: timedelta = timedelta(seconds=10)) -> bool:
+    return abs(time.time() - timestamp) <= within.total_seconds()
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """``start_daemon(config, database_url, port)``: ``maintainer run`` listening on 127.0.0.1:``port``
+    (0: no listener); whatever happens, none outlives the test."""
+    started: list[Daemon] = []
+
+    def start(config: Path, database_url: str, port: int, **env: str) -> Daemon:
+        index = len(started)
+        log_path, stderr_path = tmp_path / f"daemon-{index}.jsonl", tmp_path / f"daemon-{index}.stderr"
+        with log_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "maintainer", "run"], stdout=stdout, stderr=stderr,
+                env=clean_environment(MAINTAINER_DATABASE_URL=database_url, MAINTAINER_CONFIG=str(config),
+                                      MAINTAINER_HTTP_HOST="127.0.0.1", MAINTAINER_HTTP_PORT=str(port), **env),
+            )
+        started.append(Daemon(process, log_path, stderr_path))
+        return started[-1]
+
+    yield start
+    for daemon in started:
+        daemon.terminate()
+    for index, daemon in enumerate(started):
+        if daemon.exit_code(10) is None:
+            daemon.process.kill()
+            daemon.process.wait()
+        # Shown by pytest only when the test failed.
+        print(f"--- daemon {index} exited {daemon.process.returncode}; last log lines:")
+        print("\n".join(daemon.log_path.read_text().splitlines()[-30:]))
+        print(f"--- daemon {index} stderr:\n{daemon.stderr_path.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """Every built-in job off, one custom job every second, a heartbeat every second."""
+    return write_config(tmp_path / "maintainer.toml", custom_jobs=EVERY_SECOND)
+
+
+def test_healthz_answers_200_with_status_ok_and_a_recent_heartbeat(
+    config: Path, database_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    daemon = start_daemon(config, database_url, port)
+
+    reply = answer(daemon, port, "/healthz", 200)
+
+    assert reply.content_type == "application/json"
+    health = reply.json()
+    assert health["status"] == "ok"
+    assert health["stopping"] is False
+    first_heartbeat = datetime.fromisoformat(health["last_heartbeat"])
+    assert datetime.now(UTC) - first_heartbeat < timedelta(seconds=5)
+    wait_for(lambda: datetime.fromisoformat(get(port, "/healthz").json()["last_heartbeat"]) > first_heartbeat, 5,
+             "the next heartbeat")
+    assert named(daemon.lines(), "http_listening", host="127.0.0.1", port=port)
+    assert listening_ports(daemon.process.pid) == {port}
+
+
+def test_unknown_path_is_404(config: Path, database_url: str, start_daemon: Callable[..., Daemon]) -> None:
+    port = free_port()
+    daemon = start_daemon(config, database_url, port)
+    answer(daemon, port, "/healthz", 200)
+
+    reply = get(port, "/health")
+
+    assert reply.status == 404
+    assert reply.json() == {"error": "not found"}
+
+
+def test_readyz_is_503_naming_the_missing_unique_index_and_200_again_once_it_is_back(
+    tmp_path: Path, database_url: str, conn: psycopg.Connection[Any], start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path / "maintainer.toml", custom_jobs=EVERY_SECOND,
+                          jobs_settings={"refresh_agent_analytics": {"enabled": True}})
+    port = free_port()
+    daemon = start_daemon(config, database_url, port)
+
+    ready = answer(daemon, port, "/readyz", 200)
+
+    assert ready.json() == {"status": "ready", "failed_checks": []}
+
+    conn.execute("DROP INDEX parlant_agent_analytics_daily_key")
+    not_ready = answer(daemon, port, "/readyz", 503)
+
+    assert not_ready.content_type == "application/json"
+    body = not_ready.json()
+    assert body["status"] == "not ready"
+    [failed] = body["failed_checks"]
+    assert (failed["job"], failed["subject"], failed["ok"]) == (
+        "refresh-agent-analytics", "parlant_agent_analytics_daily", False)
+    assert "CREATE UNIQUE INDEX" in failed["fix"]
+    assert get(port, "/healthz").status == 200, "a database that is not ready is no reason to restart the daemon"
+
+    conn.execute("CREATE UNIQUE INDEX ON parlant_agent_analytics_daily (agent_id, day)")
+
+    assert answer(daemon, port, "/readyz", 200).json()["failed_checks"] == []
+
+
+def test_unreachable_database_makes_readyz_503_while_healthz_stays_200(
+    config: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    daemon = start_daemon(config, UNREACHABLE_URL, port, MAINTAINER_CONNECT_TIMEOUT="1s")
+    answer(daemon, port, "/healthz", 200)
+
+    not_ready = answer(daemon, port, "/readyz", 503)
+
+    [failed] = not_ready.json()["failed_checks"]
+    assert (failed["job"], failed["subject"]) == ("server", "connection")
+    assert failed["detail"].startswith("cannot connect")
+    assert PASSWORD not in not_ready.body
+    daemon.wait_for_lines("job_failed", job=JOB)
+    health = get(port, "/healthz")
+    assert health.status == 200, health.body
+    assert health.json()["status"] == "ok"
+
+
+def test_metrics_count_runs_by_outcome_and_show_success_heartbeat_overdue_and_skips(
+    tmp_path: Path, database_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(
+        tmp_path / "maintainer.toml", scheduler={"overdue_grace": "2s", "overdue_check_interval": "1s"},
+        custom_jobs={**EVERY_SECOND, FAILING_JOB: {"schedule": "1 seconds", "sql": "SELECT * FROM no_such_table"}},
+    )
+    port = free_port()
+    daemon = start_daemon(config, database_url, port)
+    answer(daemon, port, "/healthz", 200)
+
+    first = wait_for(lambda: runs(port, JOB, "succeeded"), 20, f"a succeeded run of {JOB} in /metrics")
+    wait_for(lambda: runs(port, JOB, "succeeded") > first, 10, f"more succeeded runs of {JOB}")
+    wait_for(lambda: runs(port, FAILING_JOB, "failed"), 10, f"a failed run of {FAILING_JOB} in /metrics")
+    wait_for(lambda: sample(scrape(port), "maintainer_job_overdue", job=FAILING_JOB) == 1, 15,
+             f"{FAILING_JOB} reported overdue")
+    families = scrape(port)
+
+    assert [family.name for family in families if not family.name.startswith("maintainer_")] == []
+    assert [s.name for family in families for s in family.samples if not s.name.startswith("maintainer_")] == []
+    assert sample(families, "maintainer_runs_total", job=JOB, outcome="failed") == 0
+    assert sample(families, "maintainer_runs_total", job=FAILING_JOB, outcome="succeeded") == 0
+    last_success = sample(families, "maintainer_last_success_timestamp_seconds", job=JOB)
+    assert last_success is not None
+    assert recent(last_success)
+    assert sample(families, "maintainer_last_success_timestamp_seconds", job=FAILING_JOB) is None
+    heartbeat = sample(families, "maintainer_heartbeat_timestamp_seconds")
+    assert heartbeat is not None
+    assert recent(heartbeat)
+    assert sample(families, "maintainer_job_overdue", job=JOB) == 0
+    skip_reasons = {s.labels["reason"] for family in families for s in family.samples
+                    if s.name == "maintainer_skips_total" and s.labels["job"] == JOB}
+    assert skip_reasons == {"lock_held", "already_ran"}
+    assert sample(families, "maintainer_skips_total", job=JOB, reason="lock_held") == 0
+
+
+def test_healthcheck_command_exits_0_while_the_daemon_runs_and_1_after_it_stopped(
+    config: Path, database_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    daemon = start_daemon(config, database_url, port)
+    answer(daemon, port, "/healthz", 200)
+
+    running = maintainer("healthcheck", MAINTAINER_HTTP_PORT=str(port))
+
+    assert running.returncode == 0, running.stderr
+    daemon.terminate()
+    assert daemon.exit_code(10) == 0
+
+    stopped = maintainer("healthcheck", MAINTAINER_HTTP_PORT=str(port))
+
+    assert stopped.returncode == 1
+    assert f"http://127.0.0.1:{port}/healthz" in stopped.stderr
+
+
+def test_healthcheck_command_ignores_a_proxy_in_the_environment(
+    config: Path, database_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    daemon = start_daemon(config, database_url, port)
+    answer(daemon, port, "/healthz", 200)
+    unreachable_proxy = f"http://127.0.0.1:{free_port()}"
+
+    result = maintainer("healthcheck", MAINTAINER_HTTP_PORT=str(port), http_proxy=unreachable_proxy,
+                        HTTP_PROXY=unreachable_proxy, no_proxy="", NO_PROXY="")
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_second_daemon_on_a_port_in_use_exits_2_naming_MAINTAINER_HTTP_PORT(
+    config: Path, database_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    port = free_port()
+    first = start_daemon(config, database_url, port)
+    answer(first, port, "/healthz", 200)
+
+    second = start_daemon(config, database_url, port)
+
+    assert second.exit_code(20) == 2
+    stderr = second.stderr_path.read_text()
+    assert f"MAINTAINER_HTTP_PORT={port}" in stderr
+    assert named(second.lines(), "job_started") == []
+    assert get(port, "/healthz").status == 200, "the first daemon stopped answering"
+
+
+def test_port_0_turns_the_listener_off_and_the_jobs_still_run(
+    config: Path, database_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    configured_port = free_port()
+    # Top-level keys come before the first table; the environment's 0 must win over the file's port.
+    config.write_text(f"http_port = {configured_port}\n{config.read_text()}")
+    daemon = start_daemon(config, database_url, 0)
+
+    daemon.wait_for_lines("job_succeeded", count=2, job=JOB)
+
+    with pytest.raises(urllib.error.URLError) as refused:
+        get(configured_port, "/healthz")
+    assert isinstance(refused.value.reason, ConnectionRefusedError)
+    assert listening_ports(daemon.process.pid) == set()
+    assert named(daemon.lines(), "http_listening") == []
