@@ -75,10 +75,10 @@ def run(ctx: RunContext) -> Result:
     return _run_native(ctx) if settings.mode == "native" else _run_function(ctx)
 
 
-def _function_privilege_fix(ctx: RunContext) -> str:
+def _function_privilege_fix(ctx: RunContext, tables: list[str]) -> str:
     settings: MaintainIndexesSettings = ctx.settings
     return (
-        f"{maintain_fix(ctx.conn, settings.tables)}; or make {settings.function}() SECURITY DEFINER,"
+        f"{maintain_fix(ctx.conn, tables)}; or make {settings.function}() SECURITY DEFINER,"
         " owned by the tables' owner"
     )
 
@@ -94,7 +94,7 @@ def _run_function(ctx: RunContext) -> Result:
         if error.sqlstate == "25001":
             context += " (PostgreSQL cannot run REINDEX CONCURRENTLY, VACUUM or similar inside a function)"
         elif error.sqlstate == "42501":
-            fix = _function_privilege_fix(ctx)
+            fix = _function_privilege_fix(ctx, settings.tables)
         raise JobFailed.from_database(ctx.job, error, context=context, fix=fix) from error
     return Result(summary={"mode": "function", "function": settings.function},
                   report=f"ran {settings.function}()", rows_affected=0)
@@ -189,9 +189,10 @@ def _function_check(ctx: RunContext) -> Check:
     if not state.executable:
         return Check(ctx.job, subject, False, f"role {role} may not execute it",
                      fix=f"GRANT EXECUTE ON FUNCTION {subject} TO {role}")
-    if not state.security_definer and lacking_maintain(ctx.conn, settings.tables, owner_only=True):
-        return Check(ctx.job, subject, False, f"role {role} may not REINDEX {', '.join(settings.tables)},"
-                     " and the function runs with the caller's privileges", fix=_function_privilege_fix(ctx))
+    lacking = [] if state.security_definer else lacking_maintain(ctx.conn, settings.tables, owner_only=True)
+    if lacking:
+        return Check(ctx.job, subject, False, f"role {role} may not REINDEX {', '.join(lacking)},"
+                     " and the function runs with the caller's privileges", fix=_function_privilege_fix(ctx, lacking))
     return Check(ctx.job, subject, True, "function exists and role may run it")
 
 

@@ -58,7 +58,15 @@ def lacking_maintain(conn: Conn, names: list[str], *, owner_only: bool) -> list[
 
 def maintain_fix(conn: Conn, names: list[str]) -> str:
     role = sql.Identifier(conn.info.user).as_string(conn)
-    objects = ", ".join(names)
+    # Privileges and ownership belong to tables, not indexes: name the table an index is on.
+    tables = [
+        conn.execute(
+            "SELECT coalesce((SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass(%s)), %s)",
+            (quoted(conn, name), name),
+        ).fetchone()[0]  # type: ignore[index]
+        for name in names
+    ]
+    objects = ", ".join(dict.fromkeys(tables))
     if conn.info.server_version >= MAINTAIN_PRIVILEGE_SINCE:
         return f"GRANT MAINTAIN ON {objects} TO {role}; or GRANT pg_maintain TO {role}"
     return (

@@ -22,7 +22,6 @@ from maintainer.logs import get_logger
 from maintainer.settings import Settings
 
 _DDL = """
-CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {table} (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job           text NOT NULL,
@@ -85,6 +84,7 @@ class History:
         self._log = get_logger()
         name = settings.history.table
         schema = name.split(".")[0] if "." in name else "public"
+        self._schema = sql.Identifier(schema).as_string()
         self._names = {
             "schema": sql.Identifier(schema), "table": table(name), "ticks": table(f"{name}_ticks"),
             "index": sql.Identifier(f"{name.split('.')[-1]}_job_started_at_idx"),
@@ -100,6 +100,10 @@ class History:
             return self._ready
         try:
             with self._connect() as conn:
+                # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists,
+                # so a role given its own schema (config/parlant_maintainer_role.sql) must not ask for it.
+                if conn.execute("SELECT to_regnamespace(%s)", (self._schema,)).fetchone() == (None,):
+                    conn.execute(sql.SQL("CREATE SCHEMA {schema}").format(**self._names))
                 conn.execute(sql.SQL(_DDL).format(**self._names))
         except psycopg.errors.InsufficientPrivilege as error:
             self.enabled = False
