@@ -1,0 +1,231 @@
+"""What the benchmark prints: Markdown tables, one verdict line per target, and the JSON summary.
+
+With several runs every number is the median over the runs (a boolean holds only if it held in every
+run). The verdicts are the targets of issue 6, checked on (b), maintainer with its default settings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.measure import median
+from bench.suite import RunResults
+
+Row = dict[str, Any]
+
+LABELS = {
+    "single_delete": "(a) single DELETE",
+    "maintainer_default": "(b) maintainer, defaults",
+    "single_delete_under_load": "(a) single DELETE, under load",
+    "maintainer_default_under_load": "(b) maintainer, defaults, under load",
+    "baseline": "application alone (baseline)",
+}
+
+
+def label(variant: str) -> str:
+    if variant.startswith("batch_"):
+        return f"(c) maintainer, batch_size {int(variant.removeprefix('batch_')):,}"
+    return LABELS.get(variant, variant)
+
+
+def cleanup_rows(run: RunResults) -> dict[str, Row]:
+    reference = run.cleanups["single_delete"]
+    rows = {}
+    for variant, outcome in run.cleanups.items():
+        batches = asdict(outcome.batches) if outcome.batches else {}
+        rows[variant] = {
+            "rows_deleted": outcome.rows_deleted,
+            "same_rows": outcome.rows_deleted == reference.rows_deleted and outcome.survivors == reference.survivors,
+            "seconds": outcome.seconds,
+            "rows_per_s": outcome.rows_per_s,
+            "ratio_vs_single_delete": outcome.rows_per_s / reference.rows_per_s,
+            "batches": batches.get("batches"),
+            "max_batch_ms": batches.get("max_ms"),
+            "p99_batch_ms": batches.get("p99_ms"),
+            "first_10pct_batch_ms": batches.get("first_10pct_ms"),
+            "last_10pct_batch_ms": batches.get("last_10pct_ms"),
+            "flatness": batches.get("flatness"),
+            "wal_mb": outcome.wal_bytes / 2**20,
+            "rss_mb": outcome.rss_mb,
+            "process_seconds": outcome.process_seconds,
+        }
+    return rows
+
+
+def batch_details(run: RunResults) -> dict[str, Row]:
+    return {
+        variant: {"batch_ms": list(outcome.batch_ms), "batch_rows": list(outcome.batch_rows)}
+        for variant, outcome in run.cleanups.items() if outcome.batch_ms
+    }
+
+
+def app_rows(run: RunResults) -> dict[str, Row]:
+    baseline = run.app["baseline"].p99_ms
+    return {
+        phase: {**asdict(stats), "p99_vs_baseline": stats.p99_ms / baseline if baseline > 0 else math.nan}
+        for phase, stats in run.app.items()
+    }
+
+
+def combine(per_run: Sequence[dict[str, Row]]) -> dict[str, Row]:
+    """Medians over the runs, key by key; booleans must hold in every run."""
+    combined: dict[str, Row] = {}
+    for variant, first in per_run[0].items():
+        combined[variant] = {}
+        for key, value in first.items():
+            values = [rows[variant][key] for rows in per_run]
+            combined[variant][key] = all(values) if isinstance(value, bool) else median(values)
+    return combined
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: Callable[[Row], Any]
+    passes: Callable[[Any], bool]
+    target: str
+    shown: Callable[[Any], str]
+
+
+TARGETS = [
+    Target("same rows as (a), every variant", lambda s: s["same_rows"], bool, "true", str),
+    Target("rows/s of (b) vs (a)", lambda s: s["ratio_vs_single_delete"], lambda v: v >= 0.8, ">= 0.8",
+           "{:.2f}".format),
+    Target("longest batch transaction of (b)", lambda s: s["max_batch_ms"], lambda v: v <= 1000, "<= 1000 ms",
+           "{:.0f} ms".format),
+    Target("p99 batch transaction of (b)", lambda s: s["p99_batch_ms"], lambda v: v < 250, "< 250 ms",
+           "{:.0f} ms".format),
+    Target("last-10% / first-10% batch time of (b)", lambda s: s["flatness"], lambda v: v <= 1.5, "<= 1.5",
+           "{:.2f}".format),
+    Target("application p99 during (b) vs baseline", lambda s: s["app_p99_ratio"], lambda v: v <= 1.5, "<= 1.5",
+           "{:.2f}".format),
+    Target("maintainer peak RSS", lambda s: s["rss_mb"], lambda v: v < 100, "< 100 MB", "{:.1f} MB".format),
+    Target("dry-run audit", lambda s: s["audit_seconds"], lambda v: v < 10, "< 10 s (at 5M events)",
+           "{:.2f} s".format),
+]
+
+
+def summarize(
+    runs: Sequence[RunResults], *, events: int, batch_sizes: list[int], extra: dict[str, Any]
+) -> dict[str, Any]:
+    variants = combine([cleanup_rows(run) for run in runs])
+    app = combine([app_rows(run) for run in runs])
+    default = variants["maintainer_default"]
+    maintainer_rss = [row["rss_mb"] for row in variants.values() if row["rss_mb"] is not None]
+    summary: dict[str, Any] = {
+        "events": events,
+        "runs": len(runs),
+        "ratio_vs_single_delete": default["ratio_vs_single_delete"],
+        "max_batch_ms": default["max_batch_ms"],
+        "p99_batch_ms": default["p99_batch_ms"],
+        "flatness": default["flatness"],
+        "app_p99_ratio": app["maintainer_default"]["p99_vs_baseline"],
+        "app_p99_ratio_single_delete": app["single_delete"]["p99_vs_baseline"],
+        "rss_mb": max(maintainer_rss),
+        "same_rows": all(row["same_rows"] for row in variants.values()),
+        "rows_deleted": {variant: row["rows_deleted"] for variant, row in variants.items()},
+        "audit_seconds": median(run.audit.seconds for run in runs),
+        "audit_process_seconds": median(run.audit.process_seconds for run in runs),
+        "audit_rss_mb": median(run.audit.rss_mb for run in runs),
+        "audit_would_delete": median(run.audit.would_delete for run in runs),
+        "batch_sizes": batch_sizes,
+        "variants": variants,
+        "app": app,
+        **extra,
+    }
+    summary["verdicts"] = {target.name: _passes(target, summary) for target in TARGETS}
+    summary["passed"] = all(summary["verdicts"].values())
+    safe: dict[str, Any] = _json_safe(summary)
+    return safe
+
+
+def _passes(target: Target, summary: dict[str, Any]) -> bool:
+    value = target.measured(summary)
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and bool(target.passes(value))
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for target in TARGETS:
+        value = target.measured(summary)
+        shown = target.shown(value) if value is not None else "n/a"
+        verdict = "PASS" if summary["verdicts"][target.name] else "FAIL"
+        lines.append(f"{verdict}  {target.name:<42} {shown:>10}   target {target.target}")
+    return lines
+
+
+_CLEANUP_COLUMNS = [
+    ("variant", None), ("rows deleted", "{:,.0f}"), ("same rows", None), ("time s", "{:.2f}"),
+    ("rows/s", "{:,.0f}"), ("vs (a)", "{:.2f}"), ("batches", "{:,.0f}"), ("max batch ms", "{:.0f}"),
+    ("p99 batch ms", "{:.0f}"), ("first 10% ms", "{:.1f}"), ("last 10% ms", "{:.1f}"), ("flatness", "{:.2f}"),
+    ("WAL MB", "{:.1f}"), ("peak RSS MB", "{:.1f}"), ("process s", "{:.2f}"),
+]
+_CLEANUP_KEYS = [
+    "", "rows_deleted", "same_rows", "seconds", "rows_per_s", "ratio_vs_single_delete", "batches", "max_batch_ms",
+    "p99_batch_ms", "first_10pct_batch_ms", "last_10pct_batch_ms", "flatness", "wal_mb", "rss_mb", "process_seconds",
+]
+_APP_COLUMNS = [
+    ("phase", None), ("operations", "{:,.0f}"), ("seconds", "{:.2f}"), ("ops/s", "{:,.0f}"), ("p50 ms", "{:.2f}"),
+    ("p99 ms", "{:.2f}"), ("max ms", "{:.2f}"), ("insert p99 ms", "{:.2f}"), ("read p99 ms", "{:.2f}"),
+    ("p99 vs baseline", "{:.2f}"),
+]
+_APP_KEYS = [
+    "", "operations", "seconds", "ops_per_s", "p50_ms", "p99_ms", "max_ms", "insert_p99_ms", "read_p99_ms",
+    "p99_vs_baseline",
+]
+
+
+def cleanup_table(summary: dict[str, Any]) -> str:
+    return _table(_CLEANUP_COLUMNS, _CLEANUP_KEYS, summary["variants"])
+
+
+def app_table(summary: dict[str, Any]) -> str:
+    phases = {phase: summary["app"][phase] for phase in ("baseline", "single_delete", "maintainer_default")}
+    return _table(_APP_COLUMNS, _APP_KEYS, phases, {"single_delete": "during (a) single DELETE",
+                                                      "maintainer_default": "during (b) maintainer, defaults"})
+
+
+def _table(
+    columns: list[tuple[str, str | None]], keys: list[str], rows: dict[str, Row], names: dict[str, str] | None = None
+) -> str:
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |",
+             "|" + "|".join("---" if shape is None else "---:" for _, shape in columns) + "|"]
+    for variant, row in rows.items():
+        cells = [(names or {}).get(variant, label(variant))]
+        for (_, shape), key in zip(columns[1:], keys[1:], strict=True):
+            value = row.get(key)
+            cells.append("-" if value is None else str(value).lower() if isinstance(value, bool)
+                         else shape.format(value) if shape else str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_gb, 1),
+        "python": sys.version.split()[0],
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinity become null: the summary must parse as strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
