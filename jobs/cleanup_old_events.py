@@ -48,7 +48,7 @@ WITH session_window AS (
     ORDER BY s.id LIMIT %(window)s
 ), doomed AS (
     SELECT e.ctid FROM {events} AS e
-    WHERE e.session_id IN (SELECT id FROM session_window) AND e.created_at < %(cutoff)s
+    WHERE e.session_id = ANY(ARRAY(SELECT id FROM session_window)) AND e.created_at < %(cutoff)s
     LIMIT %(batch_size)s
 ), deleted AS (
     DELETE FROM {events} AS e
