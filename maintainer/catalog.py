@@ -75,11 +75,15 @@ def maintain_fix(conn: Conn, names: list[str]) -> str:
     )
 
 
+def _missing_fix(job: str) -> str:
+    return f"create it, or correct jobs.{job.replace('-', '_')} in the configuration"
+
+
 def require_maintain(job: str, conn: Conn, names: list[str], command: str, *, owner_only: bool) -> None:
     """Fail before running ``command`` when the server would skip (or refuse) some of ``names``."""
     if absent := missing(conn, names):
         raise JobFailed(job, f"{', '.join(absent)} does not exist", sqlstate="42P01",
-                        fix=f"create it, or correct jobs.{job.replace('-', '_')} in the configuration")
+                        fix=_missing_fix(job))
     if lacking := lacking_maintain(conn, names, owner_only=owner_only):
         raise JobFailed(
             job, f"role may not {command} {', '.join(lacking)}", sqlstate="42501", fix=maintain_fix(conn, lacking)
@@ -92,7 +96,7 @@ def maintain_checks(job: str, conn: Conn, names: list[str], command: str, *, own
     for name in names:
         if missing(conn, [name]):
             checks.append(Check(job, name, False, "does not exist",
-                                fix=f"create it, or correct jobs.{job.replace('-', '_')} in the configuration"))
+                                fix=_missing_fix(job)))
         elif lacking_maintain(conn, [name], owner_only=owner_only):
             checks.append(Check(job, name, False, f"role {conn.info.user} may not {command} it",
                                 fix=maintain_fix(conn, [name])))

@@ -26,7 +26,7 @@ from maintainer.errors import MaintainerError
 from maintainer.history import History
 from maintainer.job import Check
 from maintainer.runner import run_job, utc_now
-from maintainer.schedule import next_fire_times, parse_schedule
+from maintainer.schedule import next_fire_times
 from maintainer.scheduler import Daemon
 from maintainer.settings import Settings, load_settings
 
@@ -114,18 +114,20 @@ def _list_jobs(settings: Settings, output_format: str) -> None:
     rows: list[dict[str, Any]] = []
     for job in jobs.available(settings).values():
         job_settings = settings.job_settings(job.name)
-        trigger = parse_schedule(job_settings.schedule, settings.scheduler.timezone)
         rows.append({
             "job": job.name, "schedule": job_settings.schedule, "enabled": job_settings.enabled,
-            "next_run": next_fire_times(trigger, now, 1)[0] if job_settings.enabled else None,
-            "description": job.description,
+            "next_run": _next_run(settings, job.name, now), "description": job.description,
         })
     if output_format == "json":
-        print(json.dumps(rows, indent=2, default=datetime.isoformat))
+        print(json.dumps(rows, indent=2, default=logs.json_value))
         return
     for row in rows:
         when = f"next {row['next_run']:%Y-%m-%d %H:%M %Z}" if row["next_run"] else "disabled"
         print(f"{row['job']:<26}{row['schedule']:<14}{when:<30}{row['description']}")
+
+
+def _next_run(settings: Settings, name: str, now: datetime) -> datetime | None:
+    return next_fire_times(settings.trigger(name), now, 1)[0] if settings.job_settings(name).enabled else None
 
 
 def _healthcheck(settings: Settings) -> int:
@@ -149,14 +151,12 @@ def _print_status(settings: Settings, output_format: str) -> int:
         return 1
     now = utc_now()
     rows = []
+    empty = dict.fromkeys(("last_run_at", "last_status", "last_success_at", "last_error_at", "last_error"))
     for name in jobs.available(settings):
-        job_settings = settings.job_settings(name)
-        trigger = parse_schedule(job_settings.schedule, settings.scheduler.timezone)
-        empty = dict.fromkeys(("last_run_at", "last_status", "last_success_at", "last_error_at", "last_error"))
-        rows.append({"job": name, "enabled": job_settings.enabled, **last_runs.get(name, empty),
-                     "next_run_at": next_fire_times(trigger, now, 1)[0] if job_settings.enabled else None})
+        rows.append({"job": name, "enabled": settings.job_settings(name).enabled, **last_runs.get(name, empty),
+                     "next_run_at": _next_run(settings, name, now)})
     if output_format == "json":
-        print(json.dumps(rows, indent=2, default=datetime.isoformat))
+        print(json.dumps(rows, indent=2, default=logs.json_value))
         return 0
     for row in rows:
         def when(key: str, row: dict[str, Any] = row) -> str:

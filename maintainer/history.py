@@ -135,15 +135,15 @@ class History:
         except psycopg.Error as error:
             self._log.warning("history_write_failed", job=run.job, run_id=run.run_id, error=str(error).strip())
 
-    def claim_tick(self, job: str, tick: datetime, run_id: str) -> bool:
-        """Claim the scheduled run at ``tick`` for this run; False when another run already had it.
+    def claim_tick(self, conn: psycopg.Connection[Any], job: str, tick: datetime, run_id: str) -> bool:
+        """Claim the scheduled run at ``tick`` for this run, on its working connection (autocommit, holding
+        the job's lock); False when another run already had it.
 
         Without a history table there is nothing to claim against, and the run goes ahead.
         """
         if not self.ensure():
             return True
-        with self._connect() as conn:
-            claimed = conn.execute(sql.SQL(_CLAIM_TICK).format(**self._names), (job, tick, run_id)).fetchone()
+        claimed = conn.execute(sql.SQL(_CLAIM_TICK).format(**self._names), (job, tick, run_id)).fetchone()
         return claimed is not None
 
     def prune(self, now: datetime) -> int:

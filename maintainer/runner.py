@@ -121,7 +121,7 @@ def run_job(
                 else:
                     _take_lock(conn, job.name, progress.attempts)
                     progress.locked_at = progress.locked_at or clock()
-                    if tick and history and not history.claim_tick(job.name, tick, run_id):
+                    if tick and history and not history.claim_tick(conn, job.name, tick, run_id):
                         raise LockHeld(f"{job.name}: the run scheduled for {tick} already ran", "already_ran")
                 context = RunContext(
                     job=job.name, run_id=run_id, conn=conn, settings=job_settings, clock=clock, log=log,
@@ -143,25 +143,30 @@ def run_job(
         finally:
             control.conn = None
 
+    def elapsed_ms() -> int:
+        return round((monotonic() - started) * 1000)
+
     def finish(status: str, **fields: Any) -> int:
-        duration_s = monotonic() - started
-        if not dry_run:
-            metrics.RUNS.labels(job.name, status).inc()
-            metrics.DURATION.labels(job.name).observe(duration_s)
-            if status == "succeeded":
-                metrics.LAST_SUCCESS.labels(job.name).set(clock().timestamp())
-        if history is not None and not dry_run:
+        """Count and record a finished real run; returns its duration in ms."""
+        duration_ms = elapsed_ms()
+        if dry_run:
+            return duration_ms
+        metrics.RUNS.labels(job.name, status).inc()
+        metrics.DURATION.labels(job.name).observe(duration_ms / 1000)
+        if status == "succeeded":
+            metrics.LAST_SUCCESS.labels(job.name).set(clock().timestamp())
+        if history is not None:
             history.record(RunRecord(
                 job.name, run_id, progress.locked_at or started_at, progress.work_ended_at or clock(), status,
                 progress.attempts, fields.get("rows_affected"), fields.get("sqlstate"), fields.get("error"),
             ))
-        return round(duration_s * 1000)
+        return duration_ms
 
     try:
         result = _retrying(retry, control.stop, log, job.name)(attempt)
     except LockHeld as skipped:
         metrics.SKIPS.labels(job.name, skipped.reason).inc()
-        log.info("job_skipped", reason=skipped.reason, duration_ms=round((monotonic() - started) * 1000))
+        log.info("job_skipped", reason=skipped.reason, duration_ms=elapsed_ms())
         raise
     except Cancelled as error:
         log.warning("job_cancelled", duration_ms=finish("cancelled", error=str(error)), attempts=progress.attempts)
@@ -187,7 +192,7 @@ def run_job(
         duration_ms = finish("succeeded", rows_affected=result.rows_affected)
         retried = {"attempts": progress.attempts} if progress.attempts > 1 else {}
         log.info("job_succeeded", duration_ms=duration_ms, **retried, **result.summary)
-    return Run(job.name, run_id, dry_run, started_at, round((monotonic() - started) * 1000), result)
+    return Run(job.name, run_id, dry_run, started_at, elapsed_ms(), result)
 
 
 def _take_lock(conn: psycopg.Connection[Any], job: str, attempt: int) -> None:

@@ -30,7 +30,7 @@ from maintainer.history import History
 from maintainer.job import Clock, Job
 from maintainer.logs import get_logger, redact
 from maintainer.runner import RunControl, run_job, utc_now
-from maintainer.schedule import expected_interval, last_fire_time, next_fire_times, parse_schedule
+from maintainer.schedule import expected_interval, last_fire_time, next_fire_times
 from maintainer.settings import Settings
 
 _CANCEL_WAIT = timedelta(seconds=5)  # after cancelling its query, how long a run gets to wind down
@@ -67,8 +67,7 @@ class Daemon:
         self.last_heartbeat: datetime | None = None
         self._jobs = {name: job for name, job in jobs.available(settings).items()
                       if settings.job_settings(name).enabled}
-        self._triggers = {name: parse_schedule(settings.job_settings(name).schedule, settings.scheduler.timezone)
-                          for name in self._jobs}
+        self._triggers = {name: settings.trigger(name) for name in self._jobs}
         for name in self._jobs:
             metrics.declare(name)
         self._running: dict[str, RunControl] = {}
@@ -154,7 +153,7 @@ class Daemon:
                           history=self.history, tick=tick)
             if run.result.stop_reason is None:
                 self._last_success[job.name] = self.clock()
-        except Exception:
+        except Exception:  # the runner logged it (job_failed, job_skipped or job_cancelled); the daemon goes on
             pass
         finally:
             with self._running_changed:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
+from apscheduler.triggers.base import BaseTrigger
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import (
     AfterValidator,
@@ -36,6 +37,7 @@ from jobs import REGISTRY, JobsSettings
 from jobs.custom_sql import CustomSqlSettings
 from maintainer.errors import ConfigError
 from maintainer.job import Duration, JobSettings
+from maintainer.schedule import parse_schedule
 
 CONFIG_ENV = "MAINTAINER_CONFIG"
 URL_FILE_ENV = "MAINTAINER_DATABASE_URL_FILE"  # Kubernetes and Docker secrets arrive as files
@@ -161,6 +163,10 @@ class Settings(BaseSettings):
             return self.custom_jobs[name]
         settings: JobSettings = getattr(self.jobs, REGISTRY[name].settings_key)
         return settings
+
+    def trigger(self, name: str) -> BaseTrigger:
+        """The job's schedule, in the scheduler's time zone."""
+        return parse_schedule(self.job_settings(name).schedule, self.scheduler.timezone)
 
     def require_database_url(self) -> str:
         """The connection string; empty when libpq's own environment (PGHOST, PGSERVICE...) says where."""

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -160,9 +161,10 @@ class Daemon:
             return None
 
 
-@pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    """Start daemons with ``start_daemon(config, database_url)``; whatever happens, none outlives the test."""
+@contextmanager
+def daemons(tmp_path: Path, **defaults: str) -> Iterator[Callable[..., Daemon]]:
+    """``start(config, database_url, **env)`` starts ``maintainer run`` with ``defaults`` under ``env``;
+    whatever happens, none outlives the block."""
     started: list[Daemon] = []
 
     def start(config: Path, database_url: str, **env: str) -> Daemon:
@@ -171,14 +173,19 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         with log_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
                 [sys.executable, "-m", "maintainer", "run"], stdout=stdout, stderr=stderr,
-                # no HTTP listener: replicas on one machine would want the same port (tests/test_endpoints.py)
                 env=clean_environment(MAINTAINER_DATABASE_URL=database_url, MAINTAINER_CONFIG=str(config),
-                                      MAINTAINER_HTTP_PORT="0", **env),
+                                      **{**defaults, **env}),
             )
         started.append(Daemon(process, log_path, stderr_path))
         return started[-1]
 
-    yield start
+    try:
+        yield start
+    finally:
+        _stop_all(started)
+
+
+def _stop_all(started: list[Daemon]) -> None:
     for daemon in started:
         daemon.terminate()
     for index, daemon in enumerate(started):
@@ -189,6 +196,14 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         print(f"--- daemon {index} exited {daemon.process.returncode}; last log lines:")
         print("\n".join(daemon.log_path.read_text().splitlines()[-30:]))
         print(f"--- daemon {index} stderr:\n{daemon.stderr_path.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons with ``start_daemon(config, database_url)``, without an HTTP listener: replicas on one
+    machine would want the same port (tests/test_endpoints.py gives each its own)."""
+    with daemons(tmp_path, MAINTAINER_HTTP_PORT="0") as start:
+        yield start
 
 
 def test_two_replicas_never_run_a_job_at_the_same_time_and_both_stop_cleanly(

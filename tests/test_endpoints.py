@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +22,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_daemon import Daemon, clean_environment, maintainer, named, wait_for, write_config
+from tests.test_daemon import Daemon, daemons, maintainer, named, wait_for, write_config
 
 pytestmark = pytest.mark.acceptance
 
@@ -125,31 +123,10 @@ def recent(timestamp: float, within: timedelta = timedelta(seconds=10)) -> bool:
 def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """``start_daemon(config, database_url, port)``: ``maintainer run`` listening on 127.0.0.1:``port``
     (0: no listener); whatever happens, none outlives the test."""
-    started: list[Daemon] = []
-
-    def start(config: Path, database_url: str, port: int, **env: str) -> Daemon:
-        index = len(started)
-        log_path, stderr_path = tmp_path / f"daemon-{index}.jsonl", tmp_path / f"daemon-{index}.stderr"
-        with log_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "maintainer", "run"], stdout=stdout, stderr=stderr,
-                env=clean_environment(MAINTAINER_DATABASE_URL=database_url, MAINTAINER_CONFIG=str(config),
-                                      MAINTAINER_HTTP_HOST="127.0.0.1", MAINTAINER_HTTP_PORT=str(port), **env),
-            )
-        started.append(Daemon(process, log_path, stderr_path))
-        return started[-1]
-
-    yield start
-    for daemon in started:
-        daemon.terminate()
-    for index, daemon in enumerate(started):
-        if daemon.exit_code(10) is None:
-            daemon.process.kill()
-            daemon.process.wait()
-        # Shown by pytest only when the test failed.
-        print(f"--- daemon {index} exited {daemon.process.returncode}; last log lines:")
-        print("\n".join(daemon.log_path.read_text().splitlines()[-30:]))
-        print(f"--- daemon {index} stderr:\n{daemon.stderr_path.read_text()[-3000:]}")
+    with daemons(tmp_path, MAINTAINER_HTTP_HOST="127.0.0.1") as start:
+        yield lambda config, database_url, port, **env: start(
+            config, database_url, MAINTAINER_HTTP_PORT=str(port), **env
+        )
 
 
 @pytest.fixture

@@ -434,15 +434,17 @@ def test_a_scheduled_run_another_replica_already_did_is_skipped(
     assert [row["status"] for row in history_rows(conn, "tick")] == ["succeeded", "succeeded"]
 
 
-def test_a_run_can_reclaim_its_own_scheduled_time_when_it_retries(database_url: str) -> None:
+def test_a_run_can_reclaim_its_own_scheduled_time_when_it_retries(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
     history = History(load_settings(database_url=database_url))
     tick = NOW.replace(hour=2)
 
-    assert history.claim_tick("tick", tick, "00000000-0000-0000-0000-00000000000a")
-    assert history.claim_tick("tick", tick, "00000000-0000-0000-0000-00000000000a")  # its own retry
-    assert not history.claim_tick("tick", tick, "00000000-0000-0000-0000-00000000000b")
-    assert not history.claim_tick("tick", tick - timedelta(days=1), "00000000-0000-0000-0000-00000000000c")
-    assert history.claim_tick("tick", tick + timedelta(days=1), "00000000-0000-0000-0000-00000000000b")
+    assert history.claim_tick(conn, "tick", tick, "00000000-0000-0000-0000-00000000000a")
+    assert history.claim_tick(conn, "tick", tick, "00000000-0000-0000-0000-00000000000a")  # its own retry
+    assert not history.claim_tick(conn, "tick", tick, "00000000-0000-0000-0000-00000000000b")
+    assert not history.claim_tick(conn, "tick", tick - timedelta(days=1), "00000000-0000-0000-0000-00000000000c")
+    assert history.claim_tick(conn, "tick", tick + timedelta(days=1), "00000000-0000-0000-0000-00000000000b")
 
 
 def test_history_records_the_time_a_run_held_its_lock(
