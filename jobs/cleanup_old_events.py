@@ -4,20 +4,32 @@ An event is deleted when it was created before the cutoff *and* its session has 
 statuses (default ``completed``) *and* that session ended before the cutoff. The cutoff is
 ``now - retention_days``, computed once per run in the session time zone.
 
-Why batches shaped like this: one big DELETE holds its locks and snapshot for the whole run. Here each
-batch is its own short transaction. The walk moves forward over eligible sessions in primary-key order,
-a window of sessions at a time, so no batch rescans what earlier batches deleted; the window is sized
-from the events per session seen so far so that it holds about one batch of events. A window that
-still holds more than ``batch_size`` events is simply worked again, narrower, before the walk moves on.
+How the batches are cut: the walk goes through the event table in physical order, one range of tuple
+ids (ctid) at a time, like the single DELETE's sequential scan, and each range is deleted and committed
+as its own transaction. A range is sized from what the previous one held; one that holds more than
+``batch_size`` rows is rolled back and tried again narrower, so no transaction deletes more. The walk
+only moves forward, so a batch at the end of the table costs what one at its start does. Measured by
+``python -m bench`` (bench/README.md), against the alternatives:
+
+- physical order, because session ids are random UUIDs: a walk over sessions reads the heap in random
+  order, a page at a time;
+- each event's session is checked by a memoized index lookup, because a hash join would hash every
+  eligible session again for every batch (hash and merge joins are off for this connection);
+- several batches per round trip, in one DO block whose batches commit one by one, because the round
+  trip and the planning cost about as much as a batch; a block lasts about ``_ROUND_TRIP_SECONDS`` so
+  that a shutdown or ``max_run_time`` is noticed between blocks;
+- the batches commit with ``synchronous_commit = off`` and the run ends with one durable commit: the
+  backend does not wait for a WAL flush per batch, and a crash can only undo the last few batches,
+  which the next run deletes again.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from uuid import UUID
 
 from psycopg import sql
+from psycopg.errors import Diagnostic
 from pydantic import Field
 
 from maintainer.catalog import missing, quoted
@@ -41,24 +53,51 @@ class CleanupSettings(JobSettings):
     session_table: str = "parlant_session"
 
 
-_BATCH = """
-WITH session_window AS (
-    SELECT s.id FROM {sessions} AS s
-    WHERE s.id {after} %(after)s AND s.status::text = ANY(%(statuses)s) AND s.ended_at < %(cutoff)s
-    ORDER BY s.id LIMIT %(window)s
-), doomed AS (
-    SELECT e.ctid FROM {events} AS e
-    WHERE e.session_id = ANY(ARRAY(SELECT id FROM session_window)) AND e.created_at < %(cutoff)s
-    LIMIT %(batch_size)s
-), deleted AS (
-    DELETE FROM {events} AS e
-    WHERE e.ctid = ANY(ARRAY(SELECT ctid FROM doomed)) AND e.created_at < %(cutoff)s
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM deleted),
-       (SELECT count(*) FROM session_window),
-       (SELECT id FROM session_window ORDER BY id DESC LIMIT 1)
+# A position is a tuple id counted in slots: block * slots + line pointer, with slots = block_size / 4,
+# the most line pointers a page can hold. A range of one slot holds at most one row, so every range
+# can be narrowed until it fits in a batch.
+_WALK = """
+DECLARE
+    cutoff     constant timestamp := {cutoff};
+    batch_size constant bigint := {batch_size};
+    target     constant bigint := {target};
+    slots      constant bigint := {slots};
+    walk_end   constant bigint := {walk_end};
+    position   bigint := {position};
+    span       bigint := {span};
+    committed  integer := 0;
+    deleted    bigint;
+BEGIN
+    WHILE committed < {batches} AND position < walk_end LOOP
+        DELETE FROM {events} AS e USING {sessions} AS s
+        WHERE e.ctid >= format('(%s,%s)', position / slots, position % slots)::tid
+          AND e.ctid < format('(%s,%s)', (position + span) / slots, (position + span) % slots)::tid
+          AND e.created_at < cutoff
+          AND s.id = e.session_id AND s.status IN ({statuses}) AND s.ended_at < cutoff;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        IF deleted > batch_size THEN
+            ROLLBACK;  -- more than a batch in this range: the same start, a narrower range
+        ELSE
+            COMMIT;
+            position := position + span;
+            committed := committed + 1;
+        END IF;
+        -- The next range holds about a target's worth at this one's density and is at most twice as long;
+        -- once longer than a block it ends on a block boundary: a page split between two batches is read twice.
+        span := least({max_span}, span * 2, greatest(1, span * target / greatest(deleted, 1)));
+        IF span > slots THEN
+            span := (position + span) / slots * slots - position;
+        END IF;
+        IF deleted <= batch_size THEN
+            RAISE INFO '{marker} % % %', deleted, position, span;  -- INFO: sent whatever client_min_messages is
+        END IF;
+    END LOOP;
+END
 """
+_MARKER = "maintainer cleanup batch"
+_ROUND_TRIP_SECONDS = 0.25
+_MAX_BATCHES_PER_ROUND_TRIP = 1000
+_MAX_SPAN_BLOCKS = 4096  # 32 MB of heap: the longest stretch one batch scans when it finds nothing to delete
 
 _AUDIT = """
 SELECT CASE WHEN s.status::text = ANY(%(statuses)s) AND s.ended_at < %(cutoff)s THEN 'would_delete'
@@ -69,8 +108,6 @@ FROM {events} AS e JOIN {sessions} AS s ON s.id = e.session_id
 WHERE e.created_at < %(cutoff)s
 GROUP BY 1
 """
-
-_NIL_UUID = UUID(int=0)
 
 
 def compute_cutoff(ctx: RunContext, retention_days: int) -> datetime:
@@ -83,85 +120,123 @@ def compute_cutoff(ctx: RunContext, retention_days: int) -> datetime:
     return cutoff
 
 
-def _next_window(batch_size: int, rows: int, sessions: int) -> int:
-    """Sessions the next window should take so that it holds about 80% of a batch of events."""
-    if rows == 0:
-        return batch_size
-    return max(1, min(batch_size, int(0.8 * batch_size * sessions / rows)))
+class _Walk:
+    """Where the walk is and what it has done, updated by the INFO line each committed batch sends."""
+
+    def __init__(self, ctx: RunContext, cutoff: datetime, slots: int, blocks: int, started: float) -> None:
+        self.ctx, self.cutoff, self.slots, self.blocks, self.started = ctx, cutoff, slots, blocks, started
+        self.position, self.span = 0, slots  # the first batch looks at one block
+        self.rows_deleted = self.batches = self.largest_batch = 0
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self.blocks * self.slots
+
+    @property
+    def blocks_walked(self) -> int:
+        return min(self.position // self.slots, self.blocks)
+
+    def on_batch(self, diagnostic: Diagnostic) -> None:
+        message = diagnostic.message_primary or ""
+        if diagnostic.severity_nonlocalized != "INFO" or not message.startswith(_MARKER):
+            return
+        deleted, self.position, self.span = (int(number) for number in message.removeprefix(_MARKER).split())
+        self.batches += 1
+        self.rows_deleted += deleted
+        self.largest_batch = max(self.largest_batch, deleted)
+        settings: CleanupSettings = self.ctx.settings
+        if self.batches % settings.progress_every_batches == 0:
+            self.ctx.log.info(
+                "cleanup_progress", batches=self.batches, rows_deleted=self.rows_deleted,
+                blocks_walked=self.blocks_walked,
+                elapsed_ms=round((self.ctx.monotonic() - self.started) * 1000), cutoff=self.cutoff.isoformat(),
+            )
 
 
 def run(ctx: RunContext) -> Result:
     settings: CleanupSettings = ctx.settings
+    conn = ctx.conn
     cutoff = compute_cutoff(ctx, settings.retention_days)
     started = ctx.monotonic()
     deadline = started + settings.max_run_time.total_seconds() if settings.max_run_time else None
-    params: dict[str, Any] = {
-        "after": _NIL_UUID,
-        "statuses": list(settings.session_statuses),
-        "cutoff": cutoff,
-        "batch_size": settings.batch_size,
-        "window": max(1, settings.batch_size // 50),
+    row = conn.execute(
+        "SELECT current_setting('block_size')::int / 4,"
+        " pg_relation_size(%(events)s::regclass) / current_setting('block_size')::int,"
+        " current_setting('synchronous_commit')",
+        {"events": quoted(conn, settings.event_table)},
+    ).fetchone()
+    assert row is not None
+    slots, blocks, synchronous_commit = row
+    # The generic plan is the memoized lookup over a TID range scan whatever the range: planning it for every
+    # batch would cost as much as a small batch.
+    conn.execute("SELECT set_config('synchronous_commit', 'off', false), set_config('enable_hashjoin', 'off', false),"
+                 " set_config('enable_mergejoin', 'off', false),"
+                 " set_config('plan_cache_mode', 'force_generic_plan', false)")
+    walk = _Walk(ctx, cutoff, slots, blocks, started)
+    fixed = {
+        "cutoff": sql.Literal(cutoff), "batch_size": sql.Literal(settings.batch_size),
+        # Aim at 90% of a batch, so that a range a little denser than the last one still fits.
+        "target": sql.Literal(settings.batch_size - settings.batch_size // 10), "slots": sql.Literal(slots),
+        "walk_end": sql.Literal(blocks * slots), "max_span": sql.Literal(_MAX_SPAN_BLOCKS * slots),
+        "statuses": sql.SQL(", ").join(sql.Literal(status) for status in settings.session_statuses),
+        "events": table(settings.event_table), "sessions": table(settings.session_table),
+        "marker": sql.SQL(_MARKER),
     }
-    first, following = (
-        sql.SQL(_BATCH).format(
-            sessions=table(settings.session_table), events=table(settings.event_table), after=sql.SQL(op)
-        )
-        for op in (">=", ">")
-    )
-    rows_deleted = batches = largest_batch = sessions_visited = 0
+    pause = settings.pause_between_batches.total_seconds()
+    batches_per_round_trip = 1  # until a round trip has been timed
     stop_reason: str | None = None
-    statement = first
-    while True:
-        row = ctx.conn.execute(statement, params).fetchone()
-        assert row is not None
-        rows, window_sessions, last_session = row
-        batches += 1
-        rows_deleted += rows
-        largest_batch = max(largest_batch, rows)
-        if batches % settings.progress_every_batches == 0:
-            ctx.log.info(
-                "cleanup_progress", batches=batches, rows_deleted=rows_deleted,
-                elapsed_ms=round((ctx.monotonic() - started) * 1000), cutoff=cutoff.isoformat(),
+    conn.add_notice_handler(walk.on_batch)
+    try:
+        while not walk.done:
+            round_trip_started, batches_before = ctx.monotonic(), walk.batches
+            body = sql.SQL(_WALK).format(
+                **fixed, position=sql.Literal(walk.position), span=sql.Literal(walk.span),
+                batches=sql.Literal(batches_per_round_trip),
             )
-        if rows >= settings.batch_size:
-            # The window held more than one batch: work it again, narrower, without moving on.
-            params["window"] = max(1, params["window"] // 2)
-        else:
-            sessions_visited += window_sessions
-            if window_sessions < params["window"]:
-                break  # the walk reached the last eligible session
-            params["after"], statement = last_session, following
-            params["window"] = _next_window(settings.batch_size, rows, window_sessions)
-        if ctx.stop.is_set():
-            stop_reason = "shutdown"
-        elif deadline is not None and ctx.monotonic() >= deadline:
-            stop_reason = "max_run_time"
-        elif settings.pause_between_batches and ctx.stop.wait(settings.pause_between_batches.total_seconds()):
-            stop_reason = "shutdown"
-        if stop_reason:
-            break
+            conn.execute(sql.SQL("DO {}").format(sql.Literal(body.as_string(conn))))
+            if walk.done:
+                break
+            if ctx.stop.is_set():
+                stop_reason = "shutdown"
+            elif deadline is not None and ctx.monotonic() >= deadline:
+                stop_reason = "max_run_time"
+            elif pause and ctx.stop.wait(pause):
+                stop_reason = "shutdown"
+            if stop_reason:
+                break
+            if not pause:
+                seconds_per_batch = (ctx.monotonic() - round_trip_started) / (walk.batches - batches_before)
+                budget = min(_ROUND_TRIP_SECONDS, deadline - ctx.monotonic()) if deadline else _ROUND_TRIP_SECONDS
+                # At most four times as many as the last round trip: its first batches were the walk's smallest.
+                fitting = int(budget / max(seconds_per_batch, 1e-6))
+                batches_per_round_trip = max(1, min(_MAX_BATCHES_PER_ROUND_TRIP, 4 * batches_per_round_trip, fitting))
+    finally:
+        conn.remove_notice_handler(walk.on_batch)
+    # One durable commit: it flushes the WAL of every batch above before the run reports them done.
+    conn.execute("SELECT set_config('synchronous_commit', %s, false), pg_current_xact_id()", (synchronous_commit,))
 
     duration_s = ctx.monotonic() - started
     summary = {
-        "rows_deleted": rows_deleted,
-        "batches": batches,
-        "largest_batch": largest_batch,
-        "sessions_visited": sessions_visited,
-        "rows_per_s": round(rows_deleted / duration_s) if duration_s > 0 else None,
+        "rows_deleted": walk.rows_deleted,
+        "batches": walk.batches,
+        "largest_batch": walk.largest_batch,
+        "blocks_walked": walk.blocks_walked,
+        "blocks": blocks,
+        "rows_per_s": round(walk.rows_deleted / duration_s) if duration_s > 0 else None,
         "cutoff": cutoff.isoformat(),
-        "timezone": ctx.conn.info.parameter_status("TimeZone"),
+        "timezone": conn.info.parameter_status("TimeZone"),
         "retention_days": settings.retention_days,
         "stopped_early": stop_reason is not None,
         "stop_reason": stop_reason,
     }
     report = (
-        f"deleted {rows_deleted:,} events older than {cutoff:%Y-%m-%d %H:%M:%S} ({summary['timezone']}) "
-        f"in {batches:,} batches, {duration_s:.1f} s"
+        f"deleted {walk.rows_deleted:,} events older than {cutoff:%Y-%m-%d %H:%M:%S} ({summary['timezone']}) "
+        f"in {walk.batches:,} batches, {duration_s:.1f} s"
         + (f", {summary['rows_per_s']:,} rows/s" if summary["rows_per_s"] is not None else "")
     )
     if stop_reason:
-        report += f"\nstopped early ({stop_reason}): the next run continues where this one stopped"
-    return Result(summary=summary, report=report, rows_affected=rows_deleted, stop_reason=stop_reason)
+        report += f"\nstopped early ({stop_reason}): the next run deletes the rest"
+    return Result(summary=summary, report=report, rows_affected=walk.rows_deleted, stop_reason=stop_reason)
 
 
 def dry_run(ctx: RunContext) -> Result:

@@ -13,11 +13,12 @@ import pytest
 
 import jobs
 from maintainer.errors import JobFailed
+from maintainer.fixture import add_synthetic_data
 from maintainer.job import RunContext
 from maintainer.logs import get_logger
 from maintainer.runner import Run, run_job
 from maintainer.settings import Settings, load_settings
-from tests.parlant import CUTOFF, add_session, days_ago, event_ids, fixed_clock
+from tests.parlant import CUTOFF, NOW, add_session, days_ago, event_ids, fixed_clock
 
 CLEANUP = jobs.REGISTRY["cleanup-old-events"]
 
@@ -119,6 +120,26 @@ def test_each_batch_is_its_own_transaction_of_at_most_batch_size_rows(
     assert max(rows for _, rows in per_transaction) <= 4
     assert len(per_transaction) >= (23 + 24) // 4
     assert run.result.summary["largest_batch"] <= 4
+
+
+def test_cleanup_of_thousands_of_sessions_across_many_pages_deletes_exactly_the_rule(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    # The generator's tricky cases (late events in old sessions, long sessions completed recently, active
+    # and abandoned sessions with old events), over hundreds of pages, walked in many batches and round trips.
+    add_synthetic_data(conn, events=20_000, now=NOW, seed=0.3)
+    rule = """
+        SELECT e.id FROM parlant_event AS e JOIN parlant_session AS s ON s.id = e.session_id
+        WHERE s.status = 'completed' AND s.ended_at < %(cutoff)s AND e.created_at < %(cutoff)s"""
+    doomed = {row[0] for row in conn.execute(rule, {"cutoff": CUTOFF})}
+    kept = event_ids(conn) - doomed
+
+    run = cleanup(with_cleanup(database_url, batch_size=300))
+
+    assert event_ids(conn) == kept
+    assert run.result.summary["rows_deleted"] == len(doomed) > 5000
+    assert run.result.summary["largest_batch"] <= 300
+    assert run.result.summary["blocks_walked"] >= run.result.summary["blocks"] > 100
 
 
 def test_cleanup_stops_at_max_run_time_and_the_next_run_finishes(
