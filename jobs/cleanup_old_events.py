@@ -123,9 +123,11 @@ def compute_cutoff(ctx: RunContext, retention_days: int) -> datetime:
 class _Walk:
     """Where the walk is and what it has done, updated by the INFO line each committed batch sends."""
 
-    def __init__(self, ctx: RunContext, cutoff: datetime, slots: int, blocks: int, started: float) -> None:
+    def __init__(
+        self, ctx: RunContext, cutoff: datetime, slots: int, blocks: int, first_span: int, started: float
+    ) -> None:
         self.ctx, self.cutoff, self.slots, self.blocks, self.started = ctx, cutoff, slots, blocks, started
-        self.position, self.span = 0, slots  # the first batch looks at one block
+        self.position, self.span = 0, first_span
         self.rows_deleted = self.batches = self.largest_batch = 0
 
     @property
@@ -161,22 +163,28 @@ def run(ctx: RunContext) -> Result:
     deadline = started + settings.max_run_time.total_seconds() if settings.max_run_time else None
     row = conn.execute(
         "SELECT current_setting('block_size')::int / 4,"
-        " pg_relation_size(%(events)s::regclass) / current_setting('block_size')::int,"
-        " current_setting('synchronous_commit')",
+        " pg_relation_size(c.oid) / current_setting('block_size')::int,"
+        " CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages END,"
+        " current_setting('synchronous_commit')"
+        " FROM pg_class AS c WHERE c.oid = %(events)s::regclass",
         {"events": quoted(conn, settings.event_table)},
     ).fetchone()
     assert row is not None
-    slots, blocks, synchronous_commit = row
+    slots, blocks, rows_per_block, synchronous_commit = row
+    # Aim at three quarters of a batch: a range that turns out denser than the last one still fits, and
+    # rolling back a range that does not costs a whole batch of work.
+    target = settings.batch_size - settings.batch_size // 4
+    # The first range as if every row were eligible: it fits, and the walk need not grow from one block.
+    first_span = slots * max(1, int(target / rows_per_block)) if rows_per_block else slots
     # The generic plan is the memoized lookup over a TID range scan whatever the range: planning it for every
     # batch would cost as much as a small batch.
     conn.execute("SELECT set_config('synchronous_commit', 'off', false), set_config('enable_hashjoin', 'off', false),"
                  " set_config('enable_mergejoin', 'off', false),"
                  " set_config('plan_cache_mode', 'force_generic_plan', false)")
-    walk = _Walk(ctx, cutoff, slots, blocks, started)
+    walk = _Walk(ctx, cutoff, slots, blocks, first_span, started)
     fixed = {
         "cutoff": sql.Literal(cutoff), "batch_size": sql.Literal(settings.batch_size),
-        # Aim at 90% of a batch, so that a range a little denser than the last one still fits.
-        "target": sql.Literal(settings.batch_size - settings.batch_size // 10), "slots": sql.Literal(slots),
+        "target": sql.Literal(target), "slots": sql.Literal(slots),
         "walk_end": sql.Literal(blocks * slots), "max_span": sql.Literal(_MAX_SPAN_BLOCKS * slots),
         "statuses": sql.SQL(", ").join(sql.Literal(status) for status in settings.session_statuses),
         "events": table(settings.event_table), "sessions": table(settings.session_table),
