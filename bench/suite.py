@@ -2,16 +2,20 @@
 
 1. the dry-run audit;
 2. without load: (a) the single DELETE, (b) maintainer with its defaults, (c) maintainer with each batch size;
-3. with the application load running: (a) and (b) again;
-4. the application load alone, for as long as (b) took under load: the baseline.
+3. with the application load running, on a fresh copy each: (a), then (b), each right after its baseline.
 
-The load runs only around a cleanup: started (and warmed up) just before, stopped right after; its numbers
-count the operations that started while the cleanup itself ran.
+A phase under load starts the load (and warms it up), measures the application alone for as long as the
+same cleanup took without load (its baseline), then, before (b) only, as long again with one CPU core
+kept busy by a process that does no database work (the control: what any busy core costs the
+application on this machine), then runs the cleanup and stops the load. A baseline taken on the same
+database, connections and caches, seconds before the cleanup, cancels most of the machine's drift.
 """
 
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +42,8 @@ class Options:
 class RunResults:
     audit: AuditOutcome
     cleanups: dict[str, CleanupOutcome] = field(default_factory=dict)  # by variant key, see report.LABELS
-    app: dict[str, LatencyStats] = field(default_factory=dict)  # baseline, single_delete, maintainer_default
+    # single_delete, maintainer_default, busy_core, and each phase's <phase>_baseline
+    app: dict[str, LatencyStats] = field(default_factory=dict)
 
 
 def run_variants(server: Server, template: Template, options: Options, progress: Progress) -> RunResults:
@@ -61,30 +66,37 @@ def run_variants(server: Server, template: Template, options: Options, progress:
         progress(_describe(variant, outcome))
 
     for variant, cleanup in plan[:2]:
+        alone_for = results.cleanups[variant].seconds
         with server.fresh_copy(template, f"{variant}_under_load") as url:
             load = ApplicationLoad(url, clients=options.app_clients, rate=options.app_rate)
             load.start()
             try:
+                # The sleep is the measurement: the application alone, for as long as this cleanup takes.
+                baseline = _window(time.sleep, alone_for)
+                if variant == "maintainer_default":
+                    results.app["busy_core"] = load.stats(*_window(_busy_core, alone_for))
                 outcome = cleanup(url)
             finally:
                 load.stop()
         results.cleanups[f"{variant}_under_load"] = outcome
+        results.app[f"{variant}_baseline"] = base = load.stats(*baseline)
         results.app[variant] = stats = load.stats(*outcome.window)
-        progress(_describe(f"{variant}_under_load", outcome) + f"; application p99 {stats.p99_ms:.1f} ms")
-
-    start, end = results.cleanups["maintainer_default_under_load"].window
-    with server.fresh_copy(template, "baseline") as url:
-        load = ApplicationLoad(url, clients=options.app_clients, rate=options.app_rate)
-        load.start()
-        try:
-            window_start = time.monotonic()
-            time.sleep(end - start)  # the measurement itself: as long as (b) ran under load
-            window_end = time.monotonic()
-        finally:
-            load.stop()
-    results.app["baseline"] = stats = load.stats(window_start, window_end)
-    progress(f"application load alone for {window_end - window_start:.1f} s: p99 {stats.p99_ms:.1f} ms")
+        progress(_describe(f"{variant}_under_load", outcome)
+                 + f"; application p99 {stats.p99_ms:.1f} ms, {base.p99_ms:.1f} ms just before")
     return results
+
+
+def _window(action: Callable[[float], None], seconds: float) -> tuple[float, float]:
+    """Run ``action(seconds)``; return the ``time.monotonic()`` at its start and end."""
+    started = time.monotonic()
+    action(seconds)
+    return started, time.monotonic()
+
+
+def _busy_core(seconds: float) -> None:
+    """Keep one CPU core busy for ``seconds`` from another process: no I/O, no locks, no database."""
+    loop = "import time, sys\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass"
+    subprocess.run([sys.executable, "-c", loop, str(seconds)], check=True, timeout=seconds + 60)
 
 
 def _describe(variant: str, outcome: CleanupOutcome) -> str:
