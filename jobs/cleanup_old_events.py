@@ -131,8 +131,12 @@ class _Walk:
         self.rows_deleted = self.batches = self.largest_batch = 0
 
     @property
+    def end(self) -> int:
+        return self.blocks * self.slots
+
+    @property
     def done(self) -> bool:
-        return self.position >= self.blocks * self.slots
+        return self.position >= self.end
 
     @property
     def blocks_walked(self) -> int:
@@ -153,6 +157,13 @@ class _Walk:
                 blocks_walked=self.blocks_walked,
                 elapsed_ms=round((self.ctx.monotonic() - self.started) * 1000), cutoff=self.cutoff.isoformat(),
             )
+
+
+def _next_round_trip(batches: int, seconds_per_batch: float, budget: float) -> int:
+    """Batches for the next DO block: as many as fit in ``budget`` seconds, at most four times the last
+    block's, whose first batches were the walk's smallest."""
+    fitting = int(budget / max(seconds_per_batch, 1e-6))
+    return max(1, min(_MAX_BATCHES_PER_ROUND_TRIP, 4 * batches, fitting))
 
 
 def run(ctx: RunContext) -> Result:
@@ -185,7 +196,7 @@ def run(ctx: RunContext) -> Result:
     fixed = {
         "cutoff": sql.Literal(cutoff), "batch_size": sql.Literal(settings.batch_size),
         "target": sql.Literal(target), "slots": sql.Literal(slots),
-        "walk_end": sql.Literal(blocks * slots), "max_span": sql.Literal(_MAX_SPAN_BLOCKS * slots),
+        "walk_end": sql.Literal(walk.end), "max_span": sql.Literal(_MAX_SPAN_BLOCKS * slots),
         "statuses": sql.SQL(", ").join(sql.Literal(status) for status in settings.session_statuses),
         "events": table(settings.event_table), "sessions": table(settings.session_table),
         "marker": sql.SQL(_MARKER),
@@ -215,9 +226,7 @@ def run(ctx: RunContext) -> Result:
             if not pause:
                 seconds_per_batch = (ctx.monotonic() - round_trip_started) / (walk.batches - batches_before)
                 budget = min(_ROUND_TRIP_SECONDS, deadline - ctx.monotonic()) if deadline else _ROUND_TRIP_SECONDS
-                # At most four times as many as the last round trip: its first batches were the walk's smallest.
-                fitting = int(budget / max(seconds_per_batch, 1e-6))
-                batches_per_round_trip = max(1, min(_MAX_BATCHES_PER_ROUND_TRIP, 4 * batches_per_round_trip, fitting))
+                batches_per_round_trip = _next_round_trip(batches_per_round_trip, seconds_per_batch, budget)
     finally:
         conn.remove_notice_handler(walk.on_batch)
     # One durable commit: it flushes the WAL of every batch above before the run reports them done.
