@@ -12,9 +12,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from bench import report
 from bench.database import GUARD_BAND, benchmark_server
 from bench.suite import Options, run_variants
+from jobs.cleanup_old_events import CleanupSettings
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -27,6 +30,20 @@ def _batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+def _job_setting(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    name = name.strip()
+    settable = [field for field in CleanupSettings.model_fields if field != "progress_every_batches"]
+    if not value or name not in settable:
+        # progress_every_batches is the benchmark's own: it times every batch from its log line.
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(settable)}, got {text!r}")
+    try:
+        CleanupSettings.model_validate({name: value})
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(f"{name}: {error.errors()[0]['msg']}") from None
+    return name, value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -37,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="a server the benchmark may create databases on; default: an embedded PostgreSQL 18")
     parser.add_argument("--batch-sizes", type=_batch_sizes, default=[1000, 5000, 20000], metavar="N,N,...",
                         help="batch sizes of the (c) variants (default 1000,5000,20000)")
+    parser.add_argument("--set", type=_job_setting, action="append", default=[], metavar="NAME=VALUE",
+                        help="a cleanup-old-events setting for (b) and (c), over the defaults (repeatable), e.g."
+                             " pause_between_batches=10ms; the verdicts then judge these settings")
     parser.add_argument("--runs", type=int, default=1, help="repeat every variant; medians are reported (default 1)")
     parser.add_argument("--app-clients", type=int, default=4, help="application load connections (default 4)")
     parser.add_argument("--app-rate", type=float, default=200,
@@ -50,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.events < 1000 or args.runs < 1 or args.app_clients < 1 or args.app_rate <= 0:
         _parser().error("--events must be at least 1000; --runs, --app-clients and --app-rate positive")
-    options = Options(args.events, args.batch_sizes, args.runs, args.app_clients, args.app_rate)
+    options = Options(args.events, args.batch_sizes, args.runs, args.app_clients, args.app_rate, dict(args.set))
     started = time.monotonic()
 
     def progress(message: str) -> None:
@@ -75,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary = report.summarize(runs, events=options.events, batch_sizes=options.batch_sizes, extra={
         "eligible_at_build": template.eligible, "app_clients": options.app_clients, "app_rate": options.app_rate,
+        "cleanup_settings": options.cleanup_settings,
         "machine": machine, "server": settings, "elapsed_s": round(time.monotonic() - started, 1),
     })
     if args.details:

@@ -22,19 +22,23 @@ Row = dict[str, Any]
 
 LABELS = {
     "single_delete": "(a) single DELETE",
-    "maintainer_default": "(b) maintainer, defaults",
+    "maintainer_default": "(b) maintainer, {settings}",
     "single_delete_under_load": "(a) single DELETE, under load",
-    "maintainer_default_under_load": "(b) maintainer, defaults, under load",
+    "maintainer_default_under_load": "(b) maintainer, {settings}, under load",
     "single_delete_baseline": "application alone, just before (a)",
     "maintainer_default_baseline": "application alone, just before (b)",
     "busy_core": "one CPU core kept busy, no database work (control)",
+    "during_single_delete": "during (a) single DELETE",
+    "during_maintainer_default": "during (b) maintainer, {settings}",
 }
 
 
-def label(variant: str) -> str:
+def label(variant: str, settings: dict[str, str]) -> str:
+    """The row's name; ``settings`` are (b)'s and (c)'s over the job's defaults (``--set``)."""
+    shown = ", ".join(f"{name}={value}" for name, value in settings.items())
     if variant.startswith("batch_"):
-        return f"(c) maintainer, batch_size {int(variant.removeprefix('batch_')):,}"
-    return LABELS.get(variant, variant)
+        return f"(c) maintainer, batch_size {int(variant.removeprefix('batch_')):,}" + (f", {shown}" if shown else "")
+    return LABELS.get(variant, variant).format(settings=shown or "defaults")
 
 
 def cleanup_rows(run: RunResults) -> dict[str, Row]:
@@ -199,22 +203,23 @@ _APP_KEYS = [
 
 
 def cleanup_table(summary: dict[str, Any]) -> str:
-    return _table(_CLEANUP_COLUMNS, _CLEANUP_KEYS, summary["variants"])
+    return _table(_CLEANUP_COLUMNS, _CLEANUP_KEYS, summary["variants"], summary["cleanup_settings"])
 
 
 def app_table(summary: dict[str, Any]) -> str:
-    phases = {phase: summary["app"][phase] for phase in APP_PHASES}
-    return _table(_APP_COLUMNS, _APP_KEYS, phases, {"single_delete": "during (a) single DELETE",
-                                                      "maintainer_default": "during (b) maintainer, defaults"})
+    # The cleanup phases are named for what ran beside the application, not for the cleanup's own rows.
+    phases = {phase if phase.endswith(("_baseline", "busy_core")) else f"during_{phase}": summary["app"][phase]
+              for phase in APP_PHASES}
+    return _table(_APP_COLUMNS, _APP_KEYS, phases, summary["cleanup_settings"])
 
 
 def _table(
-    columns: list[tuple[str, str | None]], keys: list[str], rows: dict[str, Row], names: dict[str, str] | None = None
+    columns: list[tuple[str, str | None]], keys: list[str], rows: dict[str, Row], settings: dict[str, str]
 ) -> str:
     lines = ["| " + " | ".join(title for title, _ in columns) + " |",
              "|" + "|".join("---" if shape is None else "---:" for _, shape in columns) + "|"]
     for variant, row in rows.items():
-        cells = [(names or {}).get(variant, label(variant))]
+        cells = [label(variant, settings)]
         for (_, shape), key in zip(columns[1:], keys[1:], strict=True):
             value = row.get(key)
             cells.append("-" if value is None else str(value).lower() if isinstance(value, bool)

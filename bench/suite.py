@@ -1,7 +1,8 @@
 """One run of the benchmark: every variant on its own fresh copy of the template, in a fixed order.
 
 1. the dry-run audit;
-2. without load: (a) the single DELETE, (b) maintainer with its defaults, (c) maintainer with each batch size;
+2. without load: (a) the single DELETE, (b) maintainer with its defaults (or ``--set``), (c) the same with each
+   batch size;
 3. with the application load running, on a fresh copy each: (a), then (b), each right after its baseline.
 
 A phase under load starts the load (and warms it up), measures the application alone for as long as the
@@ -36,6 +37,7 @@ class Options:
     runs: int
     app_clients: int
     app_rate: float  # iterations (an insert and a read) per second, all clients together
+    cleanup_settings: dict[str, str] = field(default_factory=dict)  # over the job's defaults, for (b) and (c)
 
 
 @dataclass
@@ -54,10 +56,12 @@ def run_variants(server: Server, template: Template, options: Options, progress:
 
     plan: list[tuple[str, Cleanup]] = [
         ("single_delete", functools.partial(single_delete, template=template)),
-        ("maintainer_default", functools.partial(maintainer_cleanup, template=template)),
+        ("maintainer_default", functools.partial(
+            maintainer_cleanup, template=template, job_settings=options.cleanup_settings)),
     ]
     plan += [
-        (f"batch_{size}", functools.partial(maintainer_cleanup, template=template, batch_size=size))
+        (f"batch_{size}", functools.partial(
+            maintainer_cleanup, template=template, job_settings=options.cleanup_settings | {"batch_size": str(size)}))
         for size in options.batch_sizes
     ]
     for variant, cleanup in plan:

@@ -2,7 +2,7 @@
 
 (a) ``single_delete``: the guide's rule as one statement, one transaction, as pg_cron ran it.
 (b) ``maintainer_cleanup``: ``python -m maintainer run-once cleanup-old-events`` as an operator runs it,
-    a subprocess with its default settings (or another ``batch_size``), logging every batch.
+    a subprocess with its default settings (or those given, such as another ``batch_size``), logging every batch.
 ``dry_run_audit`` times the retention audit, ``--dry-run --format json``.
 
 Wall time is the cleanup's own: the DELETE statement (autocommit, so its commit included), or the job's
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -80,10 +81,10 @@ def single_delete(url: str, template: Template) -> CleanupOutcome:
         return CleanupOutcome(rows_deleted, ended - started, wal_bytes, survivors(conn, template), (started, ended))
 
 
-def maintainer_cleanup(url: str, template: Template, batch_size: int | None = None) -> CleanupOutcome:
+def maintainer_cleanup(url: str, template: Template, job_settings: Mapping[str, str] | None = None) -> CleanupOutcome:
+    """``job_settings``: cleanup-old-events settings by name (``batch_size``), as strings, over its defaults."""
     settings = {"JOBS__CLEANUP_OLD_EVENTS__PROGRESS_EVERY_BATCHES": "1"}
-    if batch_size is not None:
-        settings["JOBS__CLEANUP_OLD_EVENTS__BATCH_SIZE"] = str(batch_size)
+    settings |= {f"JOBS__CLEANUP_OLD_EVENTS__{name.upper()}": value for name, value in (job_settings or {}).items()}
     with psycopg.connect(url, autocommit=True, application_name="bench") as conn:
         before = wal_lsn(conn)
         process = run_maintainer(url, ["run-once", "cleanup-old-events"], settings)

@@ -38,3 +38,20 @@ def test_benchmark_runs_at_tiny_scale_and_every_variant_deletes_the_same_rows(se
     }
     assert len(set(summary["rows_deleted"].values())) == 1
     assert summary["audit_would_delete"] == summary["rows_deleted"]["single_delete"] > 0
+
+
+@pytest.mark.parametrize(("argument", "named"), [
+    ("pause_between_batches=soon", "pause_between_batches: Value error, must be a duration"),
+    ("batch_size=0", "batch_size: Input should be greater than or equal to 1"),
+    ("batch_sise=100", "NAME one of enabled, schedule"),
+    ("progress_every_batches=10", "got 'progress_every_batches=10'"),
+])
+def test_benchmark_refuses_a_bad_cleanup_setting_naming_it_before_it_builds_anything(argument: str, named: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--set", argument], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+
+    assert completed.returncode == 2
+    assert named in completed.stderr
+    assert "building the template" not in completed.stdout
