@@ -1,7 +1,8 @@
 """What the benchmark prints: Markdown tables, one verdict line per target, and the JSON summary.
 
 With several runs every number is the median over the runs (a boolean holds only if it held in every
-run). The verdicts are the targets of issue 6, checked on (b), maintainer with its default settings.
+run). The verdicts are the targets of issue 6, checked on (b), maintainer with its default settings or
+those given with ``--set``.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ LABELS = {
 
 def label(variant: str, settings: dict[str, str]) -> str:
     """The row's name; ``settings`` are (b)'s and (c)'s over the job's defaults (``--set``)."""
-    shown = ", ".join(f"{name}={value}" for name, value in settings.items())
     if variant.startswith("batch_"):
-        return f"(c) maintainer, batch_size {int(variant.removeprefix('batch_')):,}" + (f", {shown}" if shown else "")
+        # A (c) row's own batch size wins over one given with --set.
+        others = ", ".join(f"{name}={value}" for name, value in settings.items() if name != "batch_size")
+        return f"(c) maintainer, batch_size {int(variant.removeprefix('batch_')):,}" + (f", {others}" if others else "")
+    shown = ", ".join(f"{name}={value}" for name, value in settings.items())
     return LABELS.get(variant, variant).format(settings=shown or "defaults")
 
 
@@ -203,14 +206,16 @@ _APP_KEYS = [
 
 
 def cleanup_table(summary: dict[str, Any]) -> str:
-    return _table(_CLEANUP_COLUMNS, _CLEANUP_KEYS, summary["variants"], summary["cleanup_settings"])
+    return _table(_CLEANUP_COLUMNS, _CLEANUP_KEYS, summary["variants"], summary.get("cleanup_settings", {}))
+
+
+# The cleanup phases are named for what ran beside the application, not as the cleanup's own rows.
+_DURING = {"single_delete": "during_single_delete", "maintainer_default": "during_maintainer_default"}
 
 
 def app_table(summary: dict[str, Any]) -> str:
-    # The cleanup phases are named for what ran beside the application, not for the cleanup's own rows.
-    phases = {phase if phase.endswith(("_baseline", "busy_core")) else f"during_{phase}": summary["app"][phase]
-              for phase in APP_PHASES}
-    return _table(_APP_COLUMNS, _APP_KEYS, phases, summary["cleanup_settings"])
+    phases = {_DURING.get(phase, phase): summary["app"][phase] for phase in APP_PHASES}
+    return _table(_APP_COLUMNS, _APP_KEYS, phases, summary.get("cleanup_settings", {}))
 
 
 def _table(

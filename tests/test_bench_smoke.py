@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.report import label
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_KEYS = {
     "ratio_vs_single_delete", "max_batch_ms", "p99_batch_ms", "flatness", "app_p99_ratio", "rss_mb", "rows_deleted",
@@ -43,8 +45,9 @@ def test_benchmark_runs_at_tiny_scale_and_every_variant_deletes_the_same_rows(se
 @pytest.mark.parametrize(("argument", "named"), [
     ("pause_between_batches=soon", "pause_between_batches: Value error, must be a duration"),
     ("batch_size=0", "batch_size: Input should be greater than or equal to 1"),
-    ("batch_sise=100", "NAME one of enabled, schedule"),
+    ("batch_sise=100", "got 'batch_sise=100'"),
     ("progress_every_batches=10", "got 'progress_every_batches=10'"),
+    ("retention_days=30", "got 'retention_days=30'"),
 ])
 def test_benchmark_refuses_a_bad_cleanup_setting_naming_it_before_it_builds_anything(argument: str, named: str) -> None:
     completed = subprocess.run(
@@ -54,4 +57,13 @@ def test_benchmark_refuses_a_bad_cleanup_setting_naming_it_before_it_builds_anyt
 
     assert completed.returncode == 2
     assert named in completed.stderr
-    assert "building the template" not in completed.stdout
+    assert completed.stdout == ""
+
+
+def test_benchmark_rows_are_named_for_the_settings_they_ran_with() -> None:
+    settings = {"batch_size": "20000", "pause_between_batches": "1ms"}
+
+    assert label("maintainer_default", {}) == "(b) maintainer, defaults"
+    assert label("maintainer_default", settings) == "(b) maintainer, batch_size=20000, pause_between_batches=1ms"
+    assert label("batch_1000", settings) == "(c) maintainer, batch_size 1,000, pause_between_batches=1ms"
+    assert label("during_maintainer_default", settings).startswith("during (b) maintainer, batch_size=20000")
