@@ -38,8 +38,8 @@ def label(variant: str, settings: dict[str, str]) -> str:
     """The row's name; ``settings`` are (b)'s and (c)'s over the job's defaults (``--set``)."""
     if variant.startswith("batch_"):
         # A (c) row's own batch size wins over one given with --set.
-        others = ", ".join(f"{name}={value}" for name, value in settings.items() if name != "batch_size")
-        return f"(c) maintainer, batch_size {int(variant.removeprefix('batch_')):,}" + (f", {others}" if others else "")
+        shown = ", ".join(f"{name}={value}" for name, value in settings.items() if name != "batch_size")
+        return f"(c) maintainer, batch_size {int(variant.removeprefix('batch_')):,}" + (f", {shown}" if shown else "")
     shown = ", ".join(f"{name}={value}" for name, value in settings.items())
     return LABELS.get(variant, variant).format(settings=shown or "defaults")
 

@@ -29,6 +29,7 @@ import psycopg
 
 from bench.database import RETENTION, Template, survivors, wal_bytes_since, wal_lsn
 from bench.measure import BatchStats, batch_series
+from jobs.cleanup_old_events import JOB as CLEANUP
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,8 +84,8 @@ def single_delete(url: str, template: Template) -> CleanupOutcome:
 
 def maintainer_cleanup(url: str, template: Template, job_settings: Mapping[str, str] | None = None) -> CleanupOutcome:
     """``job_settings``: cleanup-old-events settings by name (``batch_size``), as strings, over its defaults."""
-    settings = {"JOBS__CLEANUP_OLD_EVENTS__PROGRESS_EVERY_BATCHES": "1"}
-    settings |= {f"JOBS__CLEANUP_OLD_EVENTS__{name.upper()}": value for name, value in (job_settings or {}).items()}
+    job_settings = {**(job_settings or {}), "progress_every_batches": "1"}  # every batch logs its elapsed_ms
+    settings = {f"JOBS__{CLEANUP.settings_key}__{name}".upper(): value for name, value in job_settings.items()}
     with psycopg.connect(url, autocommit=True, application_name="bench") as conn:
         before = wal_lsn(conn)
         process = run_maintainer(url, ["run-once", "cleanup-old-events"], settings)
