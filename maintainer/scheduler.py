@@ -110,10 +110,13 @@ class Daemon:
         return server
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Alive: not stopping, and the heartbeat (run by the scheduler itself) is recent."""
+        """Alive: not stopping, and the heartbeat (run by the scheduler itself) is recent.
+
+        Before the first heartbeat the start counts as one: the listener opens before the scheduler's
+        first beat, and a probe in that gap must not restart a daemon that is only starting."""
         now = self.clock()
         limit = 3 * self.settings.scheduler.heartbeat_interval
-        fresh = self.last_heartbeat is not None and now - self.last_heartbeat <= limit
+        fresh = now - (self.last_heartbeat or self.started_at) <= limit
         ok = fresh and not self.stopping.is_set()
         return ok, {"status": "ok" if ok else "unhealthy", "stopping": self.stopping.is_set(),
                     "last_heartbeat": self.last_heartbeat, "running": sorted(self._running)}

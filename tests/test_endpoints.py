@@ -22,6 +22,8 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from maintainer import scheduler
+from maintainer.settings import load_settings
 from tests.test_daemon import Daemon, daemons, maintainer, named, wait_for, write_config
 
 pytestmark = pytest.mark.acceptance
@@ -153,6 +155,22 @@ def test_healthz_answers_200_with_status_ok_and_a_recent_heartbeat(
              "the next heartbeat")
     assert named(daemon.lines(), "http_listening", host="127.0.0.1", port=port)
     assert listening_ports(daemon.process.pid) == {port}
+
+
+def test_healthz_is_ok_while_starting_and_unhealthy_once_three_heartbeats_are_missed() -> None:
+    # The listener opens before the scheduler's first beat: a probe in that gap must not restart it.
+    started = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    now = started
+    daemon = scheduler.Daemon(load_settings(scheduler={"heartbeat_interval": "10s"}), clock=lambda: now)
+
+    assert daemon.health()[0], "no heartbeat yet, just started"
+    now = started + timedelta(seconds=31)
+    assert daemon.health() == (False, {"status": "unhealthy", "stopping": False, "last_heartbeat": None,
+                                       "running": []})
+    daemon._heartbeat()
+    assert daemon.health()[0]
+    now += timedelta(seconds=31)
+    assert not daemon.health()[0]
 
 
 def test_unknown_path_is_404(config: Path, database_url: str, start_daemon: Callable[..., Daemon]) -> None:
