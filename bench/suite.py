@@ -27,6 +27,7 @@ from bench.measure import LatencyStats
 from bench.variants import AuditOutcome, CleanupOutcome, dry_run_audit, maintainer_cleanup, single_delete
 
 Progress = Callable[[str], None]
+MIN_BASELINE_SECONDS = 3.0  # 1,200 operations at the default rate: a p99 is then the 12th slowest
 Cleanup = Callable[[str], CleanupOutcome]
 
 
@@ -75,10 +76,11 @@ def run_variants(server: Server, template: Template, options: Options, progress:
             load = ApplicationLoad(url, clients=options.app_clients, rate=options.app_rate)
             load.start()
             try:
-                # The sleep is the measurement: the application alone, for as long as this cleanup takes.
-                baseline = _window(time.sleep, alone_for)
+                # The sleep is the measurement: the application alone, for as long as this cleanup takes, and
+                # at least long enough for a p99 that is not just the window's second-slowest operation.
+                baseline = _window(time.sleep, max(alone_for, MIN_BASELINE_SECONDS))
                 if variant == "maintainer_default":
-                    results.app["busy_core"] = load.stats(*_window(_busy_core, alone_for))
+                    results.app["busy_core"] = load.stats(*_window(_busy_core, max(alone_for, MIN_BASELINE_SECONDS)))
                 outcome = cleanup(url)
             finally:
                 load.stop()
