@@ -32,7 +32,9 @@ def _batch_sizes(text: str) -> list[int]:
 
 # The settings that change how the cleanup deletes, not what: every variant must delete the rows (a) does.
 # progress_every_batches is the benchmark's own (it times every batch from its log line).
-SETTABLE = ("batch_size", "pause_between_batches", "lock_timeout", "statement_timeout")
+SETTABLE = (
+    "batch_size", "pause_between_batches", "yield_batch_size", "yield_pause", "lock_timeout", "statement_timeout",
+)
 
 
 def _job_setting(text: str) -> tuple[str, str]:

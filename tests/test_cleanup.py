@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +31,61 @@ def cleanup(settings: Settings, *, dry_run: bool = False, **kwargs: Any) -> Run:
 
 def with_cleanup(database_url: str, **job_settings: Any) -> Settings:
     return load_settings(database_url=database_url, jobs={"cleanup_old_events": job_settings})
+
+
+def record_deletes(conn: psycopg.Connection[Any]) -> None:
+    """A statement-level trigger that sees every DELETE with the transaction that ran it."""
+    conn.execute("""
+        CREATE TABLE deletes_seen (xid xid8, rows bigint);
+        CREATE FUNCTION record_deletes() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO deletes_seen SELECT pg_current_xact_id(), count(*) FROM gone; RETURN NULL; END $$;
+        CREATE TRIGGER record_deletes AFTER DELETE ON parlant_event
+            REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION record_deletes();
+    """)
+
+
+def rows_per_transaction(conn: psycopg.Connection[Any]) -> list[int]:
+    """Rows deleted by each committed transaction, in the order the transactions began."""
+    return [rows for _, rows in conn.execute(
+        "SELECT xid::text::bigint, sum(rows)::int FROM deletes_seen GROUP BY 1 ORDER BY 1")]
+
+
+def doomed_by_the_rule(conn: psycopg.Connection[Any]) -> set[Any]:
+    rule = """
+        SELECT e.id FROM parlant_event AS e JOIN parlant_session AS s ON s.id = e.session_id
+        WHERE s.status = 'completed' AND s.ended_at < %(cutoff)s AND e.created_at < %(cutoff)s"""
+    return {row[0] for row in conn.execute(rule, {"cutoff": CUTOFF})}
+
+
+@contextlib.contextmanager
+def application_writing(database_url: str, commits: int = 100_000, seconds: float = 120) -> Iterator[None]:
+    """Another session committing small writes back to back (as an application does) for the whole block."""
+    stop, writing = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as application:
+                deadline = time.monotonic() + seconds
+                for done in range(commits):
+                    if stop.is_set() or time.monotonic() > deadline:
+                        return
+                    application.execute("INSERT INTO parlant_agent (id, name) VALUES (gen_random_uuid(), 'app')")
+                    if done == 20:
+                        writing.set()
+        except BaseException as error:
+            failures.append(error)
+            writing.set()
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    assert writing.wait(30) and not failures, failures
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not failures, failures
 
 
 @pytest.fixture
@@ -100,24 +157,17 @@ def test_cutoff_is_taken_in_the_configured_session_time_zone(database_url: str, 
 def test_each_batch_is_its_own_transaction_of_at_most_batch_size_rows(
     database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
-    # A statement-level trigger sees every DELETE with the transaction that ran it.
-    conn.execute("""
-        CREATE TABLE deletes_seen (xid xid8, rows bigint);
-        CREATE FUNCTION record_deletes() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN INSERT INTO deletes_seen SELECT pg_current_xact_id(), count(*) FROM gone; RETURN NULL; END $$;
-        CREATE TRIGGER record_deletes AFTER DELETE ON parlant_event
-            REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION record_deletes();
-    """)
+    record_deletes(conn)
     add_session(conn, "completed", days_ago(150), [days_ago(200) + timedelta(minutes=i) for i in range(23)])
     for _ in range(12):
         add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
 
     run = cleanup(with_cleanup(database_url, batch_size=4))
 
-    per_transaction = conn.execute("SELECT xid::text, sum(rows) FROM deletes_seen GROUP BY 1").fetchall()
+    per_transaction = rows_per_transaction(conn)
     assert event_ids(conn) == set()
-    assert sum(rows for _, rows in per_transaction) == 23 + 24
-    assert max(rows for _, rows in per_transaction) <= 4
+    assert sum(per_transaction) == 23 + 24
+    assert max(per_transaction) <= 4
     assert len(per_transaction) >= (23 + 24) // 4
     assert run.result.summary["largest_batch"] <= 4
 
@@ -128,10 +178,10 @@ def test_cleanup_of_thousands_of_sessions_across_many_pages_deletes_exactly_the_
     # The generator's tricky cases (late events in old sessions, long sessions completed recently, active
     # and abandoned sessions with old events), over hundreds of pages, walked in many batches and round trips.
     add_synthetic_data(conn, events=20_000, now=NOW, seed=0.3)
-    rule = """
-        SELECT e.id FROM parlant_event AS e JOIN parlant_session AS s ON s.id = e.session_id
-        WHERE s.status = 'completed' AND s.ended_at < %(cutoff)s AND e.created_at < %(cutoff)s"""
-    doomed = {row[0] for row in conn.execute(rule, {"cutoff": CUTOFF})}
+    # Nothing else writes on the server meanwhile, not even an autovacuum's ANALYZE: the walk never yields.
+    conn.execute("ALTER TABLE parlant_event SET (autovacuum_enabled = off);"
+                 " ALTER TABLE parlant_session SET (autovacuum_enabled = off)")
+    doomed = doomed_by_the_rule(conn)
     kept = event_ids(conn) - doomed
 
     run = cleanup(with_cleanup(database_url, batch_size=300))
@@ -140,6 +190,41 @@ def test_cleanup_of_thousands_of_sessions_across_many_pages_deletes_exactly_the_
     assert run.result.summary["rows_deleted"] == len(doomed) > 5000
     assert run.result.summary["largest_batch"] <= 300
     assert run.result.summary["blocks_walked"] >= run.result.summary["blocks"] > 100
+    assert run.result.summary["batches_yielded"] == 0
+
+
+def test_cleanup_takes_small_batches_and_pauses_while_the_application_writes(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    add_synthetic_data(conn, events=20_000, now=NOW, seed=0.3)
+    record_deletes(conn)
+    kept = event_ids(conn) - doomed_by_the_rule(conn)
+    settings = with_cleanup(database_url, batch_size=2000, yield_batch_size=100, yield_pause="1ms")
+
+    with application_writing(database_url):
+        run = cleanup(settings)
+
+    assert event_ids(conn) == kept
+    per_transaction = rows_per_transaction(conn)
+    # The walk notices the writes after its first batch, and yields from then on; a pause in the writer's
+    # commits (a thread of this process) may let a batch or two run at full size.
+    small = [rows for rows in per_transaction if rows <= 100]
+    assert len(small) >= 0.9 * len(per_transaction) > 30
+    assert run.result.summary["batches_yielded"] >= 0.9 * run.result.summary["batches"]
+
+
+def test_cleanup_with_yield_pause_zero_keeps_full_batches_while_the_application_writes(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    record_deletes(conn)
+    add_session(conn, "completed", days_ago(150), [days_ago(200) + timedelta(minutes=i) for i in range(40)])
+
+    with application_writing(database_url):
+        run = cleanup(with_cleanup(database_url, batch_size=10, yield_batch_size=2, yield_pause="0s"))
+
+    assert event_ids(conn) == set()
+    assert max(rows_per_transaction(conn)) > 2
+    assert run.result.summary["batches_yielded"] == 0
 
 
 def test_cleanup_stops_at_max_run_time_and_the_next_run_finishes(
