@@ -27,7 +27,7 @@ from bench.measure import LatencyStats
 from bench.variants import AuditOutcome, CleanupOutcome, dry_run_audit, maintainer_cleanup, single_delete
 
 Progress = Callable[[str], None]
-MIN_BASELINE_SECONDS = 3.0  # 1,200 operations at the default rate: a p99 is then the 12th slowest
+MIN_BASELINE_SECONDS = 10.0  # 4,000 operations at the default rate: a p99 is then the 40th slowest
 Cleanup = Callable[[str], CleanupOutcome]
 
 
