@@ -72,17 +72,21 @@ DECLARE
     span        bigint := {span};
     writes      float8 := {writes};
     yielding    boolean := {writes} >= {writes_to_yield};
+    cut_yielding boolean;
     committed   integer := 0;
     deleted     bigint;
-    fits        boolean;
-    next_xid    bigint := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
+    fits        boolean := true;
+    next_xid    bigint := coalesce({next_xid}, pg_snapshot_xmax(pg_current_snapshot())::text::bigint);
     xid_now     bigint;
     fading      float8;
-    seen_at     timestamptz := clock_timestamp();
+    seen_at     timestamptz := coalesce(to_timestamp({seen_at}), clock_timestamp());
     block_end   constant timestamptz := clock_timestamp() + make_interval(secs => {seconds});
 BEGIN
-    -- A block ends after its batches or its time, whichever comes first: yielding lengthens every batch.
-    WHILE committed < {batches} AND position < walk_end AND (committed = 0 OR clock_timestamp() < block_end) LOOP
+    -- A block ends after its batches or its time, whichever comes first (yielding lengthens every batch),
+    -- but never right after a rollback: the narrower range it found is not reported to the next block.
+    WHILE committed < {batches} AND position < walk_end
+          AND (committed = 0 OR NOT fits OR clock_timestamp() < block_end) LOOP
+        cut_yielding := yielding;
         IF yielding THEN
             -- This batch commits durably: while it yields the walk has time to wait for its own WAL flush,
             -- and the application's commits need not flush the walk's WAL for it.
@@ -106,7 +110,7 @@ BEGIN
             -- Other sessions' write transactions since the last batch, anywhere on the server: the transaction
             -- ids this walk did not take (a DELETE that removed a row took one), fading over about {memory} s.
             xid_now := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
-            fading := extract(epoch FROM clock_timestamp() - seen_at) / {memory};
+            fading := greatest(0, extract(epoch FROM clock_timestamp() - seen_at) / {memory});
             -- (float8 arithmetic raises an error on underflow rather than returning 0)
             writes := CASE WHEN fading < 20 AND writes > 1e-6 THEN writes * exp(-fading) ELSE 0 END
                       + greatest(0, xid_now - next_xid - (deleted > 0)::int);
@@ -121,10 +125,11 @@ BEGIN
         IF span > slots THEN
             span := (position + span) / slots * slots - position;
         END IF;
-        IF fits THEN  -- INFO: sent whatever client_min_messages is
-            RAISE INFO '{marker} % % % %', deleted, position, span, writes;
+        IF fits THEN  -- INFO: sent whatever client_min_messages is; the next block goes on from its numbers
+            RAISE INFO '{marker} % % % % % % %', deleted, position, span, cut_yielding::int, writes, next_xid,
+                extract(epoch FROM seen_at);
         END IF;
-        IF yielding THEN
+        IF yielding AND fits THEN
             PERFORM pg_sleep(yield_pause);
         END IF;
     END LOOP;
@@ -168,7 +173,11 @@ class _Walk:
     ) -> None:
         self.ctx, self.cutoff, self.slots, self.blocks, self.started = ctx, cutoff, slots, blocks, started
         self.position, self.span = 0, first_span
-        self.writes = 0.0  # other sessions' recent write transactions, as the walk last counted them
+        # Other sessions' recent write transactions as the walk last counted them, the next transaction id
+        # then and when (epoch seconds, the server's clock): the next round trip counts on from there.
+        self.writes = 0.0
+        self.next_xid: int | None = None
+        self.seen_at: float | None = None
         self.rows_deleted = self.batches = self.largest_batch = self.batches_yielded = 0
 
     @property
@@ -188,10 +197,10 @@ class _Walk:
         if diagnostic.severity_nonlocalized != "INFO" or not message.startswith(_MARKER):
             return
         numbers = message.removeprefix(_MARKER).split()
-        deleted, self.position, self.span = (int(number) for number in numbers[:3])
+        deleted, self.position, self.span, yielded = (int(number) for number in numbers[:4])
+        self.writes, self.next_xid, self.seen_at = float(numbers[4]), int(numbers[5]), float(numbers[6])
         self.batches += 1
-        self.batches_yielded += self.writes >= _WRITES_TO_YIELD  # the state this batch was cut in
-        self.writes = float(numbers[3])
+        self.batches_yielded += yielded
         self.rows_deleted += deleted
         self.largest_batch = max(self.largest_batch, deleted)
         settings: CleanupSettings = self.ctx.settings
@@ -259,7 +268,8 @@ def run(ctx: RunContext) -> Result:
             round_trip_started, batches_before = ctx.monotonic(), walk.batches
             body = sql.SQL(_WALK).format(
                 **fixed, position=sql.Literal(walk.position), span=sql.Literal(walk.span),
-                writes=sql.Literal(walk.writes),
+                writes=sql.Literal(walk.writes), next_xid=sql.Literal(walk.next_xid),
+                seen_at=sql.Literal(walk.seen_at),
                 batches=sql.Literal(batches_per_round_trip),
             )
             conn.execute(sql.SQL("DO {}").format(sql.Literal(body.as_string(conn))))
