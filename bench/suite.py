@@ -88,7 +88,8 @@ def run_variants(server: Server, template: Template, options: Options, progress:
         results.app[f"{variant}_baseline"] = base = load.stats(*baseline)
         results.app[variant] = stats = load.stats(*outcome.window)
         progress(_describe(f"{variant}_under_load", outcome)
-                 + f"; application p99 {stats.p99_ms:.1f} ms, {base.p99_ms:.1f} ms just before")
+                 + f"; application p99 {stats.p99_ms:.2f} ms, {base.p99_ms:.2f} ms just before"
+                 f", {stats.p99_ms / base.p99_ms:.2f} times")
     return results
 
 
