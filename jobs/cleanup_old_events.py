@@ -23,8 +23,8 @@ only moves forward, so a batch at the end of the table costs what one at its sta
   which the next run deletes again;
 - while other sessions write (the application), batches shrink to ``yield_batch_size``, commit
   durably and are each followed by ``yield_pause``: on two cores a walk at full speed raised the
-  application's p99 latency two to four times, a yielding one by about a fifth. Writers are seen in the
-  transaction ids the walk did not take itself, which costs nothing and needs no privilege.
+  application's p99 latency about three times, a yielding one by less than a tenth (medians). Writers are
+  seen in the transaction ids the walk did not take itself, which costs nothing and needs no privilege.
 """
 
 from __future__ import annotations
