@@ -89,7 +89,7 @@ BEGIN
         cut_yielding := yielding;
         IF yielding THEN
             -- This batch commits durably: while it yields the walk has time to wait for its own WAL flush,
-            -- and the application's commits need not flush the walk's WAL for it.
+            -- and an application commit then flushes at most this batch's WAL, not the earlier ones' too.
             PERFORM set_config('synchronous_commit', {durable}, true);
         END IF;
         DELETE FROM {events} AS e USING {sessions} AS s
