@@ -6,9 +6,9 @@
 3. with the application load running, on a fresh copy each: (a), then (b), each right after its baseline.
 
 A phase under load starts the load (and warms it up), measures the application alone for as long as the
-same cleanup took without load (its baseline), then, before (b) only, as long again with one CPU core
-kept busy by a process that does no database work (the control: what any busy core costs the
-application on this machine), then runs the cleanup and stops the load. A baseline taken on the same
+same cleanup took without load and at least MIN_BASELINE_SECONDS (its baseline), then, before (b) only, as
+long again with one CPU core kept busy by a process that does no database work (the control: what any
+busy core costs the application on this machine), then runs the cleanup and stops the load. A baseline taken on the same
 database, connections and caches, seconds before the cleanup, cancels most of the machine's drift.
 """
 
@@ -27,8 +27,8 @@ from bench.measure import LatencyStats
 from bench.variants import AuditOutcome, CleanupOutcome, dry_run_audit, maintainer_cleanup, single_delete
 
 Progress = Callable[[str], None]
-MIN_BASELINE_SECONDS = 10.0  # 4,000 operations at the default rate: a p99 is then the 40th slowest
 Cleanup = Callable[[str], CleanupOutcome]
+MIN_BASELINE_SECONDS = 10.0  # 4,000 operations at the default rate: a p99 is then the 40th slowest
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,17 @@ def run_variants(server: Server, template: Template, options: Options, progress:
         progress(_describe(variant, outcome))
 
     for variant, cleanup in plan[:2]:
-        alone_for = results.cleanups[variant].seconds
+        # As long as the same cleanup took without load, and at least long enough for a p99 that is not just
+        # the window's second-slowest operation.
+        alone_for = max(results.cleanups[variant].seconds, MIN_BASELINE_SECONDS)
         with server.fresh_copy(template, f"{variant}_under_load") as url:
             load = ApplicationLoad(url, clients=options.app_clients, rate=options.app_rate)
             load.start()
             try:
-                # The sleep is the measurement: the application alone, for as long as this cleanup takes, and
-                # at least long enough for a p99 that is not just the window's second-slowest operation.
-                baseline = _window(time.sleep, max(alone_for, MIN_BASELINE_SECONDS))
+                # The sleep is the measurement: the application alone.
+                baseline = _window(time.sleep, alone_for)
                 if variant == "maintainer_default":
-                    results.app["busy_core"] = load.stats(*_window(_busy_core, max(alone_for, MIN_BASELINE_SECONDS)))
+                    results.app["busy_core"] = load.stats(*_window(_busy_core, alone_for))
                 outcome = cleanup(url)
             finally:
                 load.stop()

@@ -71,7 +71,7 @@ DECLARE
     position    bigint := {position};
     span        bigint := {span};
     writes      float8 := {writes};
-    yielding    boolean := {writes} >= {writes_to_yield};
+    yielding    boolean := writes >= {writes_to_yield};
     cut_yielding boolean;
     committed   integer := 0;
     deleted     bigint;
@@ -79,6 +79,7 @@ DECLARE
     next_xid    bigint := coalesce({next_xid}, pg_snapshot_xmax(pg_current_snapshot())::text::bigint);
     xid_now     bigint;
     fading      float8;
+    now_at      timestamptz;
     seen_at     timestamptz := coalesce(to_timestamp({seen_at}), clock_timestamp());
     block_end   constant timestamptz := clock_timestamp() + make_interval(secs => {seconds});
 BEGIN
@@ -110,12 +111,13 @@ BEGIN
             -- Other sessions' write transactions since the last batch, anywhere on the server: the transaction
             -- ids this walk did not take (a DELETE that removed a row took one), fading over about {memory} s.
             xid_now := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
-            fading := greatest(0, extract(epoch FROM clock_timestamp() - seen_at) / {memory});
+            now_at := clock_timestamp();
+            fading := greatest(0, extract(epoch FROM now_at - seen_at) / {memory});
             -- (float8 arithmetic raises an error on underflow rather than returning 0)
             writes := CASE WHEN fading < 20 AND writes > 1e-6 THEN writes * exp(-fading) ELSE 0 END
                       + greatest(0, xid_now - next_xid - (deleted > 0)::int);
             next_xid := xid_now;
-            seen_at := clock_timestamp();
+            seen_at := now_at;
             yielding := writes >= {writes_to_yield};
         END IF;
         -- The next range holds about a target's worth at this one's density and is at most twice as long;

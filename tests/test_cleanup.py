@@ -185,7 +185,7 @@ def test_cleanup_of_thousands_of_sessions_across_many_pages_deletes_exactly_the_
     # The generator's tricky cases (late events in old sessions, long sessions completed recently, active
     # and abandoned sessions with old events), over hundreds of pages, walked in many batches and round trips.
     add_synthetic_data(conn, events=20_000, now=NOW, seed=0.3)
-    # Nothing else writes on the server meanwhile, not even an autovacuum's ANALYZE: the walk never yields.
+    # Nothing else writes on this database meanwhile, not even an autovacuum's ANALYZE: no reason to yield.
     conn.execute("ALTER TABLE parlant_event SET (autovacuum_enabled = off);"
                  " ALTER TABLE parlant_session SET (autovacuum_enabled = off)")
     doomed = doomed_by_the_rule(conn)
