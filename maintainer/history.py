@@ -1,5 +1,8 @@
 """Run history in the tool's own table: what pg_cron's job_run_details was, but pruned.
 
+Each record keeps the run's result fields, and a job gets those of its last complete run: the cleanup's
+high-water mark.
+
 The same schema holds each job's last claimed scheduled time (``<table>_ticks``), so that replicas run
 each scheduled run once. History is a convenience, never a reason for a run to fail: without the
 privilege to create the table the daemon runs on and says history is off; when the database is away a
@@ -8,6 +11,7 @@ record is logged and dropped.
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,9 +20,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from maintainer.db import connect, table
-from maintainer.logs import get_logger
+from maintainer.logs import get_logger, json_value
 from maintainer.settings import Settings
 
 _DDL = """
@@ -33,7 +38,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     attempts      integer NOT NULL,
     rows_affected bigint,
     sqlstate      text,
-    error         text
+    error         text,
+    stop_reason   text,
+    result        jsonb
 );
 CREATE INDEX IF NOT EXISTS {index} ON {table} (job, started_at DESC);
 CREATE TABLE IF NOT EXISTS {ticks} (
@@ -52,6 +59,20 @@ WHERE claimed.tick < excluded.tick OR claimed.run_id = excluded.run_id
 RETURNING 1
 """
 
+# Tables made by earlier versions gain the columns they lack (only then: ALTER needs ownership).
+_MISSING_COLUMNS = """
+SELECT column_name FROM unnest(ARRAY['stop_reason', 'result']) AS column_name
+WHERE NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = %s::regclass AND attname = column_name AND NOT attisdropped)
+"""
+_ADD_COLUMNS = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS stop_reason text, ADD COLUMN IF NOT EXISTS result jsonb"
+
+# The last run that did all its work: succeeded, and not stopped early (max_run_time).
+_LAST_COMPLETE = """
+SELECT result FROM {table}
+WHERE job = %s AND status = 'succeeded' AND stop_reason IS NULL AND result IS NOT NULL
+ORDER BY started_at DESC LIMIT 1
+"""
+
 _LAST_RUNS = """
 SELECT DISTINCT ON (job) job, started_at AS last_run_at, status AS last_status,
     (SELECT max(s.ended_at) FROM {table} AS s WHERE s.job = h.job AND s.status = 'succeeded') AS last_success_at,
@@ -61,6 +82,10 @@ SELECT DISTINCT ON (job) job, started_at AS last_run_at, status AS last_status,
      ORDER BY f.started_at DESC LIMIT 1) AS last_error
 FROM {table} AS h ORDER BY job, started_at DESC
 """
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=json_value)
 
 
 @dataclass(frozen=True)
@@ -74,6 +99,8 @@ class RunRecord:
     rows_affected: int | None = None
     sqlstate: str | None = None
     error: str | None = None
+    stop_reason: str | None = None
+    result: dict[str, Any] | None = None  # the job's result fields
 
 
 class History:
@@ -105,6 +132,8 @@ class History:
                 if conn.execute("SELECT to_regnamespace(%s)", (self._schema,)).fetchone() == (None,):
                     conn.execute(sql.SQL("CREATE SCHEMA {schema}").format(**self._names))
                 conn.execute(sql.SQL(_DDL).format(**self._names))
+                if conn.execute(_MISSING_COLUMNS, (self._names["table"].as_string(conn),)).fetchall():
+                    conn.execute(sql.SQL(_ADD_COLUMNS).format(**self._names))
         except psycopg.errors.InsufficientPrivilege as error:
             self.enabled = False
             self._log.warning(
@@ -127,10 +156,12 @@ class History:
                 conn.execute(
                     sql.SQL(
                         "INSERT INTO {table} (job, run_id, host, started_at, ended_at, status, attempts,"
-                        " rows_affected, sqlstate, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        " rows_affected, sqlstate, error, stop_reason, result)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     ).format(**self._names),
                     (run.job, run.run_id, socket.gethostname(), run.started_at, run.ended_at, run.status,
-                     run.attempts, run.rows_affected, run.sqlstate, run.error),
+                     run.attempts, run.rows_affected, run.sqlstate, run.error, run.stop_reason,
+                     None if run.result is None else Jsonb(run.result, dumps=_dumps)),
                 )
         except psycopg.Error as error:
             self._log.warning("history_write_failed", job=run.job, run_id=run.run_id, error=str(error).strip())
@@ -145,6 +176,25 @@ class History:
             return True
         claimed = conn.execute(sql.SQL(_CLAIM_TICK).format(**self._names), (job, tick, run_id)).fetchone()
         return claimed is not None
+
+    def last_complete(self, conn: psycopg.Connection[Any], job: str) -> dict[str, Any] | None:
+        """The result fields of ``job``'s last run that did all its work, read on the run's own connection;
+        None when there is none, or no history to read it from."""
+        if not self.enabled:
+            return None
+        query = sql.SQL(_LAST_COMPLETE).format(**self._names)
+        try:
+            if conn.autocommit:
+                row = conn.execute(query, (job,)).fetchone()
+            else:
+                with conn.transaction():  # a savepoint inside a dry run's transaction: a failure must not end it
+                    row = conn.execute(query, (job,)).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+            return None  # no history yet, or none recorded by this version
+        except psycopg.Error as error:
+            self._log.warning("history_unavailable", error_type=type(error).__name__, error=str(error).strip())
+            return None
+        return row[0] if row else None
 
     def prune(self, now: datetime) -> int:
         """Delete records older than the retention; pg_cron's history grows forever."""

@@ -126,6 +126,7 @@ def run_job(
                 context = RunContext(
                     job=job.name, run_id=run_id, conn=conn, settings=job_settings, clock=clock, log=log,
                     monotonic=monotonic, stop=control.stop,
+                    last_complete=history.last_complete(conn, job.name) if history else None,
                 )
                 try:
                     result = job.dry_run(context) if dry_run else job.run(context)
@@ -159,6 +160,7 @@ def run_job(
             history.record(RunRecord(
                 job.name, run_id, progress.locked_at or started_at, progress.work_ended_at or clock(), status,
                 progress.attempts, fields.get("rows_affected"), fields.get("sqlstate"), fields.get("error"),
+                fields.get("stop_reason"), fields.get("result"),
             ))
         return duration_ms
 
@@ -189,7 +191,8 @@ def run_job(
         log.warning("job_cancelled", duration_ms=finish("cancelled", rows_affected=result.rows_affected),
                     attempts=progress.attempts, **result.summary)
     else:
-        duration_ms = finish("succeeded", rows_affected=result.rows_affected)
+        duration_ms = finish("succeeded", rows_affected=result.rows_affected, stop_reason=result.stop_reason,
+                             result=result.summary)
         retried = {"attempts": progress.attempts} if progress.attempts > 1 else {}
         log.info("job_succeeded", duration_ms=duration_ms, **retried, **result.summary)
     return Run(job.name, run_id, dry_run, started_at, elapsed_ms(), result)

@@ -298,7 +298,7 @@ def test_role_that_may_not_create_the_history_table_runs_on_with_history_disable
 
     assert run.result.summary["rows_deleted"] == len(doomed)
     assert event_ids(conn) == set(kept)
-    assert log.events() == ["job_started", "history_disabled", "job_succeeded"]
+    assert log.events() == ["job_started", "cleanup_path_chosen", "history_disabled", "job_succeeded"]
     (disabled,) = log.named("history_disabled")
     assert (disabled["level"], disabled["table"], disabled["sqlstate"]) == ("warning", HISTORY_TABLE, "42501")
     assert "GRANT CREATE ON DATABASE" in disabled["fix"]
@@ -458,3 +458,25 @@ def test_history_records_the_time_a_run_held_its_lock(
     row = conn.execute("SELECT started_at, ended_at FROM maintainer.run_history WHERE job = 'probe'").fetchone()
     # clock calls: run start (0), lock taken (1), work ended (2): the record spans the lock, not the run
     assert row == (NOW + timedelta(seconds=1), NOW + timedelta(seconds=2))
+
+
+def test_a_history_table_of_an_earlier_version_gains_the_result_columns_and_records_results(
+    settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("""
+        CREATE SCHEMA maintainer;
+        CREATE TABLE maintainer.run_history (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, job text NOT NULL, run_id uuid NOT NULL,
+            host text NOT NULL, started_at timestamptz NOT NULL, ended_at timestamptz NOT NULL,
+            status text NOT NULL, attempts integer NOT NULL, rows_affected bigint, sqlstate text, error text);
+        INSERT INTO maintainer.run_history (job, run_id, host, started_at, ended_at, status, attempts)
+        VALUES ('cleanup-old-events', gen_random_uuid(), 'old', now(), now(), 'succeeded', 1);
+    """)
+    history = History(settings)
+
+    run = run_job(settings, CLEANUP, clock=fixed_clock, history=history)
+
+    with psycopg.connect(settings.require_database_url()) as reader:
+        assert history.last_complete(reader, CLEANUP.name) == json.loads(json.dumps(run.result.summary))
+    rows = conn.execute("SELECT host, result IS NULL FROM maintainer.run_history ORDER BY id").fetchall()
+    assert rows == [("old", True), (rows[1][0], False)]
