@@ -4,44 +4,40 @@ An event is deleted when it was created before the cutoff *and* its session has 
 statuses (default ``completed``) *and* that session ended before the cutoff. The cutoff is
 ``now - retention_days``, computed once per run in the session time zone.
 
-How the batches are cut: the walk goes through the event table in physical order, one range of tuple
-ids (ctid) at a time, like the single DELETE's sequential scan, and each range is deleted and committed
-as its own transaction. A range is sized from what the previous one held; one that holds more than
-``batch_size`` rows is rolled back and tried again narrower, so no transaction deletes more. The walk
-only moves forward, so a batch at the end of the table costs what one at its start does. Measured by
-``python -m bench`` (bench/README.md), against the alternatives:
+Each run chooses one of two paths (``jobs/sql/cleanup_round_trip.sql`` has both, docs/cleanup.md the design):
 
-- physical order, because session ids are random UUIDs: a walk over sessions reads the heap in random
-  order, a page at a time;
-- each event's session is checked by a memoized index lookup, because a hash join would hash every
-  eligible session again for every batch (hash and merge joins are off for this connection);
-- several batches per round trip, in one DO block whose batches commit one by one, because the round
-  trip and the planning cost about as much as a batch; a block lasts about ``_ROUND_TRIP_SECONDS`` so
-  that a shutdown or ``max_run_time`` is noticed between blocks;
-- the batches commit with ``synchronous_commit = off`` and the run ends with one durable commit: the
-  backend does not wait for a WAL flush per batch, and a crash can only undo the last few batches,
-  which the next run deletes again;
-- while other sessions write (the application), batches shrink to ``yield_batch_size``, commit
-  durably and are each followed by ``yield_pause``: on two cores a walk at full speed raised the
-  application's p99 latency about three times, a yielding one by less than a tenth (medians). Writers are
-  seen in the transaction ids the walk did not take itself, which costs nothing and needs no privilege.
+- ``walk``: the event table in physical order, for a backlog: its cost is the heap's, like the single
+  DELETE's sequential scan, and it is chosen when a sample of the table finds much of it eligible;
+- ``sessions``: the candidate sessions, their events found by their index: its cost follows the sessions
+  and the rows deleted. After a complete run with the same rule, only the sessions that can hold events
+  that became eligible since its cutoff (the high-water mark in the run history), and every
+  ``full_pass_every`` all of them, for what a high-water mark cannot see (a status changed afterwards,
+  an event inserted with an old timestamp).
+
+Every path deletes in batches of at most ``batch_size`` rows, each its own transaction, several per round
+trip; yields to other sessions' writes (``yield_batch_size``, ``yield_pause``); logs progress; and stops
+between round trips for a shutdown or ``max_run_time``.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from importlib import resources
+from typing import Any, Literal, NamedTuple
 
 from psycopg import sql
 from psycopg.errors import Diagnostic
 from pydantic import Field
 
-from maintainer.catalog import missing, quoted
+from maintainer.catalog import indexes_leading_with, missing, quoted
 from maintainer.db import table
 from maintainer.job import Check, Duration, Job, JobSettings, Result, RunContext
 
 SessionStatus = Literal["active", "completed", "abandoned"]
 SESSION_STATUSES: tuple[SessionStatus, ...] = ("active", "completed", "abandoned")
+CleanupPath = Literal["walk", "sessions"]
 
 
 class CleanupSettings(JobSettings):
@@ -55,89 +51,20 @@ class CleanupSettings(JobSettings):
     yield_pause: Duration = timedelta(milliseconds=10)
     max_run_time: Duration = timedelta(0)
     progress_every_batches: int = Field(default=10, ge=1)
+    path: Literal["auto", "walk", "sessions"] = "auto"
+    full_pass_every: Duration = timedelta(days=7)
     event_table: str = "parlant_event"
     session_table: str = "parlant_session"
 
 
-# A position is a tuple id counted in slots: block * slots + line pointer, with slots = block_size / 4,
-# the most line pointers a page can hold. A range of one slot holds at most one row, so every range
-# can be narrowed until it fits in a batch.
-_WALK = """
-DECLARE
-    cutoff      constant timestamp := {cutoff};
-    slots       constant bigint := {slots};
-    walk_end    constant bigint := {walk_end};
-    yield_pause constant float8 := {yield_pause};
-    position    bigint := {position};
-    span        bigint := {span};
-    writes      float8 := {writes};
-    yielding    boolean := writes >= {writes_to_yield};
-    cut_yielding boolean;
-    committed   integer := 0;
-    deleted     bigint;
-    fits        boolean := true;
-    next_xid    bigint := coalesce({next_xid}, pg_snapshot_xmax(pg_current_snapshot())::text::bigint);
-    xid_now     bigint;
-    fading      float8;
-    now_at      timestamptz;
-    seen_at     timestamptz := coalesce(to_timestamp({seen_at}), clock_timestamp());
-    block_end   constant timestamptz := clock_timestamp() + make_interval(secs => {seconds});
-BEGIN
-    -- A block ends after its batches or its time, whichever comes first (yielding lengthens every batch),
-    -- but never right after a rollback: the narrower range it found is not reported to the next block.
-    WHILE committed < {batches} AND position < walk_end
-          AND (committed = 0 OR NOT fits OR clock_timestamp() < block_end) LOOP
-        cut_yielding := yielding;
-        IF yielding THEN
-            -- This batch commits durably: while it yields the walk has time to wait for its own WAL flush,
-            -- and an application commit then flushes at most this batch's WAL, not the earlier ones' too.
-            PERFORM set_config('synchronous_commit', {durable}, true);
-        END IF;
-        DELETE FROM {events} AS e USING {sessions} AS s
-        WHERE e.ctid >= format('(%s,%s)', position / slots, position % slots)::tid
-          AND e.ctid < format('(%s,%s)', (position + span) / slots, (position + span) % slots)::tid
-          AND e.created_at < cutoff
-          AND s.id = e.session_id AND s.status IN ({statuses}) AND s.ended_at < cutoff;
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-        fits := deleted <= CASE WHEN yielding THEN {yield_size} ELSE {batch_size} END;
-        IF fits THEN
-            COMMIT;
-            position := position + span;
-            committed := committed + 1;
-        ELSE
-            ROLLBACK;  -- more than a batch in this range: the same start, a narrower range
-        END IF;
-        IF yield_pause > 0 THEN
-            -- Other sessions' write transactions since the last batch, anywhere on the server: the transaction
-            -- ids this walk did not take (a DELETE that removed a row took one), fading over about {memory} s.
-            xid_now := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
-            now_at := clock_timestamp();
-            fading := greatest(0, extract(epoch FROM now_at - seen_at) / {memory});
-            -- (float8 arithmetic raises an error on underflow rather than returning 0)
-            writes := CASE WHEN fading < 20 AND writes > 1e-6 THEN writes * exp(-fading) ELSE 0 END
-                      + greatest(0, xid_now - next_xid - (deleted > 0)::int);
-            next_xid := xid_now;
-            seen_at := now_at;
-            yielding := writes >= {writes_to_yield};
-        END IF;
-        -- The next range holds about a target's worth at this one's density and is at most twice as long;
-        -- once longer than a block it ends on a block boundary: a page split between two batches is read twice.
-        span := least({max_span}, span * 2, greatest(1, span * CASE WHEN yielding THEN {yield_target}
-                                                                    ELSE {target} END / greatest(deleted, 1)));
-        IF span > slots THEN
-            span := (position + span) / slots * slots - position;
-        END IF;
-        IF fits THEN  -- INFO: sent whatever client_min_messages is; the next block goes on from its numbers
-            RAISE INFO '{marker} % % % % % % %', deleted, position, span, cut_yielding::int, writes, next_xid,
-                extract(epoch FROM seen_at);
-        END IF;
-        IF yielding AND fits THEN
-            PERFORM pg_sleep(yield_pause);
-        END IF;
-    END LOOP;
-END
-"""
-_MARKER = "maintainer cleanup batch"
+def _sql(name: str) -> str:
+    return resources.files("jobs").joinpath("sql", name).read_text()
+
+
+_ROUND_TRIP = _sql("cleanup_round_trip.sql")
+_AUDIT = _sql("cleanup_audit.sql")
+_BATCH = "maintainer cleanup batch"
+_STATE = "maintainer cleanup state"
 # The walk yields while other sessions write at least this many transactions in about _WRITE_MEMORY_SECONDS
 # (20 a second): an application's steady writes, not an autovacuum's occasional ANALYZE.
 _WRITES_TO_YIELD = 2
@@ -145,16 +72,32 @@ _WRITE_MEMORY_SECONDS = 0.1
 _ROUND_TRIP_SECONDS = 0.25
 _MAX_BATCHES_PER_ROUND_TRIP = 1000
 _MAX_SPAN_BLOCKS = 4096  # 32 MB of heap: the longest stretch one batch scans when it finds nothing to delete
+_MAX_SESSIONS_PER_BATCH = 4096  # index lookups one batch makes when its sessions hold nothing to delete
+_MAX_CANDIDATES_PER_ROUND_TRIP = 100_000  # session ids one round trip holds (1.6 MB)
+# Pages of the event table sampled to choose the path, and the share of eligible events from which the
+# walk's sequential read costs less than finding the rows one session at a time (bench/README.md).
+_SAMPLE_BLOCKS = 64
+_WALK_FROM_SHARE = 0.1
 
-_AUDIT = """
-SELECT CASE WHEN s.status::text = ANY(%(statuses)s) AND s.ended_at < %(cutoff)s THEN 'would_delete'
-            WHEN s.status::text = ANY(%(statuses)s) THEN s.status::text || '_recent'
-            ELSE s.status::text END AS verdict,
-       count(*) AS events, count(DISTINCT e.session_id) AS sessions, min(e.created_at) AS oldest_event_at
-FROM {events} AS e JOIN {sessions} AS s ON s.id = e.session_id
-WHERE e.created_at < %(cutoff)s
-GROUP BY 1
-"""
+
+class PathChoice(NamedTuple):
+    path: CleanupPath
+    since: datetime | None  # sessions path: only what became eligible after this (the last run's cutoff)
+    full_pass_at: datetime  # when the last run that looked at everything ran: this one, if it does
+    reason: str
+
+
+@dataclass(frozen=True)
+class _EventTable:
+    """What the run needs to know of the event table before it deletes anything."""
+
+    slots: int  # tuple ids per block a position counts: block_size / 4, the most line pointers a page holds
+    blocks: int
+    rows_per_block: float | None
+    events_per_session: float | None
+    synchronous_commit: str  # the session's own, for the durable commits
+    session_index: str | None  # an index leading with session_id: the sessions path needs one
+    created_at_index: str | None  # one leading with created_at: the high-water mark needs one
 
 
 def compute_cutoff(ctx: RunContext, retention_days: int) -> datetime:
@@ -167,58 +110,183 @@ def compute_cutoff(ctx: RunContext, retention_days: int) -> datetime:
     return cutoff
 
 
-class _Walk:
-    """Where the walk is and what it has done, updated by the INFO line each committed batch sends."""
+def _rule(ctx: RunContext, settings: CleanupSettings) -> str:
+    """What a high-water mark is valid for: a run with another rule may have left anything."""
+    statuses = "/".join(sorted(settings.session_statuses))
+    timezone = ctx.conn.info.parameter_status("TimeZone")
+    return f"{settings.event_table} of {statuses} {settings.session_table}, TimeZone {timezone}"
 
-    def __init__(
-        self, ctx: RunContext, cutoff: datetime, slots: int, blocks: int, first_span: int, started: float
-    ) -> None:
-        self.ctx, self.cutoff, self.slots, self.blocks, self.started = ctx, cutoff, slots, blocks, started
-        self.position, self.span = 0, first_span
-        # Other sessions' recent write transactions as the walk last counted them, the next transaction id
-        # then and when (epoch seconds, the server's clock): the next round trip counts on from there.
-        self.writes = 0.0
-        self.next_xid: int | None = None
-        self.seen_at: float | None = None
+
+def _event_table(ctx: RunContext, settings: CleanupSettings) -> _EventTable:
+    row = ctx.conn.execute(
+        "SELECT current_setting('block_size')::int / 4,"
+        " pg_relation_size(e.oid) / current_setting('block_size')::int,"
+        " CASE WHEN e.relpages > 0 AND e.reltuples > 0 THEN e.reltuples / e.relpages END,"
+        " CASE WHEN s.reltuples > 0 AND e.reltuples >= 0 THEN e.reltuples / s.reltuples END,"
+        " current_setting('synchronous_commit')"
+        " FROM pg_class AS e, pg_class AS s WHERE e.oid = %s::regclass AND s.oid = %s::regclass",
+        (quoted(ctx.conn, settings.event_table), quoted(ctx.conn, settings.session_table)),
+    ).fetchone()
+    assert row is not None
+    slots, blocks, rows_per_block, events_per_session, synchronous_commit = row
+    indexes = indexes_leading_with(ctx.conn, settings.event_table, ["session_id", "created_at"])
+    return _EventTable(slots, blocks, rows_per_block, events_per_session, synchronous_commit,
+                       indexes["session_id"], indexes["created_at"])
+
+
+def choose_path(ctx: RunContext, settings: CleanupSettings, cutoff: datetime, events: _EventTable) -> PathChoice:
+    """The walk for a backlog or without an index on session_id; otherwise the sessions path, since the last
+    complete run's cutoff when its high-water mark holds."""
+    now = ctx.clock()
+    if settings.path == "walk":
+        return PathChoice("walk", None, now, "path = walk in the settings")
+    if events.session_index is None:
+        return PathChoice("walk", None, now, f"{settings.event_table} has no index on session_id")
+    since, full_pass_at, reason = _high_water_mark(ctx, settings, now, events)
+    if settings.path == "auto":
+        # Since a mark, the planner's estimate of the window is enough (and costs no reading); without one,
+        # a sample of the table tells a backlog from a nightly run's share.
+        share = _window_share(ctx, settings, since, cutoff, events) if since else \
+            _eligible_share(ctx, settings, cutoff, events)
+        if share >= _WALK_FROM_SHARE:
+            return PathChoice("walk", None, now, f"about {share:.0%} of the events are eligible")
+    return PathChoice("sessions", since, full_pass_at or now, reason)
+
+
+def _high_water_mark(
+    ctx: RunContext, settings: CleanupSettings, now: datetime, events: _EventTable
+) -> tuple[datetime | None, datetime | None, str]:
+    """(since, when the last full pass ran, why): since is None when this run must look at everything."""
+    last = ctx.last_complete
+    if last is None:
+        return None, None, "every candidate session: no complete run in the run history"
+    if last.get("rule") != _rule(ctx, settings) or not last.get("full_pass_at"):
+        return None, None, "every candidate session: the rule changed since the last complete run"
+    if events.created_at_index is None:
+        return None, None, f"every candidate session: {settings.event_table} has no index on created_at"
+    full_pass_at = datetime.fromisoformat(last["full_pass_at"])
+    if now - full_pass_at >= settings.full_pass_every:
+        return None, None, (f"every candidate session: a full pass is due every {_days(settings.full_pass_every)}"
+                            f" (the last one ran {full_pass_at:%Y-%m-%d %H:%M %Z})")
+    since = datetime.fromisoformat(last["cutoff"])
+    return since, full_pass_at, f"what became eligible since the last complete run's cutoff, {since:%Y-%m-%d %H:%M}"
+
+
+def _days(duration: timedelta) -> str:
+    return f"{duration.total_seconds() / 86400:g} days"
+
+
+def _eligible_share(ctx: RunContext, settings: CleanupSettings, cutoff: datetime, events: _EventTable) -> float:
+    """The share of eligible events in a sample of the event table's pages (0 for an empty table)."""
+    percent = min(100.0, 100.0 * _SAMPLE_BLOCKS / max(events.blocks, 1))
+    query = sql.SQL(
+        "SELECT count(*) FILTER (WHERE s.status::text = ANY(%(statuses)s) AND s.ended_at < %(cutoff)s"
+        " AND e.created_at < %(cutoff)s), count(*)"
+        " FROM {events} AS e TABLESAMPLE SYSTEM (%(percent)s) LEFT JOIN {sessions} AS s ON s.id = e.session_id"
+    ).format(events=table(settings.event_table), sessions=table(settings.session_table))
+    row = ctx.conn.execute(
+        query, {"statuses": list(settings.session_statuses), "cutoff": cutoff, "percent": percent}
+    ).fetchone()
+    assert row is not None
+    eligible, sampled = row
+    return eligible / sampled if sampled else 0.0
+
+
+def _window_share(
+    ctx: RunContext, settings: CleanupSettings, since: datetime, cutoff: datetime, events: _EventTable
+) -> float:
+    """The planner's estimate of the share of events that became eligible since ``since``: those created
+    since, and those of sessions that ended since (as many as a session holds on average)."""
+    def estimate(query: sql.Composable) -> float:
+        row = ctx.conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query), (since, cutoff)).fetchone()
+        assert row is not None
+        return float(row[0][0]["Plan"]["Plan Rows"])
+
+    created = estimate(sql.SQL("SELECT FROM {} WHERE created_at >= %s AND created_at < %s").format(
+        table(settings.event_table)))
+    ended = estimate(sql.SQL("SELECT FROM {} WHERE ended_at >= %s AND ended_at < %s").format(
+        table(settings.session_table)))
+    total = (events.rows_per_block or 0) * events.blocks
+    return (created + ended * (events.events_per_session or 0)) / total if total else 0.0
+
+
+def _configure(ctx: RunContext) -> None:
+    # The batches' generic plan is a memoized index lookup of each event's session: planning it for every
+    # batch would cost as much as a small batch, and a hash join would hash every eligible session again in
+    # every batch. Batches commit asynchronously; the run ends with one durable commit.
+    ctx.conn.execute("SELECT set_config('synchronous_commit', 'off', false),"
+                     " set_config('enable_hashjoin', 'off', false), set_config('enable_mergejoin', 'off', false),"
+                     " set_config('plan_cache_mode', 'force_generic_plan', false)")
+
+
+class _RoundTrips:
+    """The state that goes into each round trip, and what its INFO lines say the batches did."""
+
+    def __init__(self, ctx: RunContext, settings: CleanupSettings, cutoff: datetime, choice: PathChoice,
+                 events: _EventTable, started: float) -> None:
+        self.ctx, self.settings, self.cutoff, self.choice, self.started = ctx, settings, cutoff, choice, started
+        yield_size = min(settings.yield_batch_size, settings.batch_size)
+        walking = choice.path == "walk"
+        target = settings.batch_size - settings.batch_size // 4
+        if walking:  # the first range as if every row were eligible: it fits, and need not grow from one block
+            first_span = events.slots * max(1, int(target / events.rows_per_block)) if events.rows_per_block \
+                else events.slots
+        else:
+            first_span = max(1, int(target / events.events_per_session)) if events.events_per_session else 1
+        self.state: dict[str, Any] = {
+            "path": choice.path, "cutoff": cutoff.isoformat(),
+            "since": choice.since.isoformat() if choice.since else None,
+            "batch_size": settings.batch_size, "yield_size": yield_size,
+            "yield_pause": settings.yield_pause.total_seconds(), "writes_to_yield": _WRITES_TO_YIELD,
+            "write_memory": _WRITE_MEMORY_SECONDS, "durable": events.synchronous_commit,
+            "slots": events.slots, "walk_end": events.blocks * events.slots,
+            "max_span": _MAX_SPAN_BLOCKS * events.slots if walking else _MAX_SESSIONS_PER_BATCH,
+            "max_candidates": _MAX_CANDIDATES_PER_ROUND_TRIP,
+            "position": 0, "after": None, "span": first_span, "writes": 0.0, "next_xid": None,
+            "seen_at": None,
+        }
+        self.blocks = events.blocks
+        self.done = False
         self.rows_deleted = self.batches = self.largest_batch = self.batches_yielded = 0
-
-    @property
-    def end(self) -> int:
-        return self.blocks * self.slots
-
-    @property
-    def done(self) -> bool:
-        return self.position >= self.end
+        self.sessions_visited = self._visited_before = 0
 
     @property
     def blocks_walked(self) -> int:
-        return min(self.position // self.slots, self.blocks)
+        if self.choice.path != "walk":
+            return 0
+        return min(int(self.state["position"]) // int(self.state["slots"]), self.blocks)
 
-    def on_batch(self, diagnostic: Diagnostic) -> None:
-        message = diagnostic.message_primary or ""
-        if diagnostic.severity_nonlocalized != "INFO" or not message.startswith(_MARKER):
+    def on_notice(self, diagnostic: Diagnostic) -> None:
+        message = diagnostic.message_primary
+        if diagnostic.severity_nonlocalized != "INFO" or message not in (_BATCH, _STATE):
             return
-        numbers = message.removeprefix(_MARKER).split()
-        deleted, self.position, self.span, yielded = (int(number) for number in numbers[:4])
-        self.writes, self.next_xid, self.seen_at = float(numbers[4]), int(numbers[5]), float(numbers[6])
+        detail = json.loads(diagnostic.message_detail or "{}")
+        if message == _STATE:
+            self.done = detail.pop("done")
+            self.state.update(detail)
+            self._visited_before = self.sessions_visited
+            return
+        deleted = int(detail["deleted"])
+        self.state["position"] = detail["position"]
+        self.sessions_visited = self._visited_before + int(detail["sessions_visited"])
         self.batches += 1
-        self.batches_yielded += yielded
+        self.batches_yielded += bool(detail["yielded"])
         self.rows_deleted += deleted
         self.largest_batch = max(self.largest_batch, deleted)
-        settings: CleanupSettings = self.ctx.settings
-        if self.batches % settings.progress_every_batches == 0:
+        if self.batches % self.settings.progress_every_batches == 0:
             self.ctx.log.info(
-                "cleanup_progress", batches=self.batches, rows_deleted=self.rows_deleted,
-                blocks_walked=self.blocks_walked,
+                "cleanup_progress", path=self.choice.path, batches=self.batches, rows_deleted=self.rows_deleted,
+                blocks_walked=self.blocks_walked, sessions_visited=self.sessions_visited,
                 elapsed_ms=round((self.ctx.monotonic() - self.started) * 1000), cutoff=self.cutoff.isoformat(),
             )
 
-
-def _next_round_trip(batches: int, seconds_per_batch: float, budget: float) -> int:
-    """Batches for the next DO block: as many as fit in ``budget`` seconds, at most four times the last
-    block's, whose first batches were the walk's smallest."""
-    fitting = int(budget / max(seconds_per_batch, 1e-6))
-    return max(1, min(_MAX_BATCHES_PER_ROUND_TRIP, 4 * batches, fitting))
+    def run_one(self, body: sql.Composable, seconds: float) -> None:
+        """One DO block of at most ``seconds`` (and always one batch)."""
+        self.state["seconds"] = seconds
+        # Two statements, not one string of both: a DO block that commits cannot run in the implicit
+        # transaction of a multi-statement query.
+        self.ctx.conn.execute("SELECT set_config('maintainer.cleanup', %s, false)", (json.dumps(self.state),))
+        self.ctx.conn.execute(sql.SQL("DO {}").format(body))
 
 
 def run(ctx: RunContext) -> Result:
@@ -227,128 +295,121 @@ def run(ctx: RunContext) -> Result:
     cutoff = compute_cutoff(ctx, settings.retention_days)
     started = ctx.monotonic()
     deadline = started + settings.max_run_time.total_seconds() if settings.max_run_time else None
-    row = conn.execute(
-        "SELECT current_setting('block_size')::int / 4,"
-        " pg_relation_size(c.oid) / current_setting('block_size')::int,"
-        " CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages END,"
-        " current_setting('synchronous_commit')"
-        " FROM pg_class AS c WHERE c.oid = %(events)s::regclass",
-        {"events": quoted(conn, settings.event_table)},
-    ).fetchone()
-    assert row is not None
-    slots, blocks, rows_per_block, synchronous_commit = row
-    # Aim at three quarters of a batch: a range that turns out denser than the last one still fits, and
-    # rolling back a range that does not costs a whole batch of work.
-    target = settings.batch_size - settings.batch_size // 4
-    yield_size = min(settings.yield_batch_size, settings.batch_size)
-    # The first range as if every row were eligible: it fits, and the walk need not grow from one block.
-    first_span = slots * max(1, int(target / rows_per_block)) if rows_per_block else slots
-    # The generic plan is the memoized lookup over a TID range scan whatever the range: planning it for every
-    # batch would cost as much as a small batch.
-    conn.execute("SELECT set_config('synchronous_commit', 'off', false), set_config('enable_hashjoin', 'off', false),"
-                 " set_config('enable_mergejoin', 'off', false),"
-                 " set_config('plan_cache_mode', 'force_generic_plan', false)")
-    walk = _Walk(ctx, cutoff, slots, blocks, first_span, started)
-    fixed = {
-        "cutoff": sql.Literal(cutoff), "batch_size": sql.Literal(settings.batch_size),
-        "target": sql.Literal(target), "slots": sql.Literal(slots),
-        "yield_size": sql.Literal(yield_size), "yield_target": sql.Literal(yield_size - yield_size // 4),
-        "yield_pause": sql.Literal(settings.yield_pause.total_seconds()),
-        "writes_to_yield": sql.Literal(_WRITES_TO_YIELD), "memory": sql.Literal(_WRITE_MEMORY_SECONDS),
-        "durable": sql.Literal(synchronous_commit), "seconds": sql.Literal(_ROUND_TRIP_SECONDS),
-        "walk_end": sql.Literal(walk.end), "max_span": sql.Literal(_MAX_SPAN_BLOCKS * slots),
-        "statuses": sql.SQL(", ").join(sql.Literal(status) for status in settings.session_statuses),
-        "events": table(settings.event_table), "sessions": table(settings.session_table),
-        "marker": sql.SQL(_MARKER),
-    }
+    events = _event_table(ctx, settings)
+    _configure(ctx)
+    choice = choose_path(ctx, settings, cutoff, events)
+    ctx.log.info("cleanup_path_chosen", path=choice.path, reason=choice.reason,
+                 since=choice.since.isoformat() if choice.since else None, cutoff=cutoff.isoformat())
+    trips = _RoundTrips(ctx, settings, cutoff, choice, events, started)
+    body = sql.Literal(sql.SQL(_ROUND_TRIP).format(
+        events=table(settings.event_table), sessions=table(settings.session_table),
+        statuses=sql.SQL(", ").join(sql.Literal(status) for status in settings.session_statuses),
+    ).as_string(conn))
     pause = settings.pause_between_batches.total_seconds()
-    batches_per_round_trip = 1  # until a round trip has been timed
+    # With a pause every batch is its own round trip, the pause between them.
+    trips.state["batches"] = 1 if pause else _MAX_BATCHES_PER_ROUND_TRIP
     stop_reason: str | None = None
-    conn.add_notice_handler(walk.on_batch)
+    conn.add_notice_handler(trips.on_notice)
     try:
-        while not walk.done:
-            round_trip_started, batches_before = ctx.monotonic(), walk.batches
-            body = sql.SQL(_WALK).format(
-                **fixed, position=sql.Literal(walk.position), span=sql.Literal(walk.span),
-                writes=sql.Literal(walk.writes), next_xid=sql.Literal(walk.next_xid),
-                seen_at=sql.Literal(walk.seen_at),
-                batches=sql.Literal(batches_per_round_trip),
-            )
-            conn.execute(sql.SQL("DO {}").format(sql.Literal(body.as_string(conn))))
-            if walk.done:
+        while not trips.done and not ctx.stop.is_set():
+            trips.run_one(body, min(_ROUND_TRIP_SECONDS, deadline - ctx.monotonic()) if deadline
+                          else _ROUND_TRIP_SECONDS)
+            if trips.done or ctx.stop.is_set():
                 break
-            if ctx.stop.is_set():
-                stop_reason = "shutdown"
-            elif deadline is not None and ctx.monotonic() >= deadline:
+            if deadline is not None and ctx.monotonic() >= deadline:
                 stop_reason = "max_run_time"
-            elif pause and ctx.stop.wait(pause):
-                stop_reason = "shutdown"
-            if stop_reason:
                 break
-            if not pause:
-                seconds_per_batch = (ctx.monotonic() - round_trip_started) / (walk.batches - batches_before)
-                budget = min(_ROUND_TRIP_SECONDS, deadline - ctx.monotonic()) if deadline else _ROUND_TRIP_SECONDS
-                batches_per_round_trip = _next_round_trip(batches_per_round_trip, seconds_per_batch, budget)
+            if pause and ctx.stop.wait(pause):
+                break
+        if not trips.done and ctx.stop.is_set():
+            stop_reason = "shutdown"
     finally:
-        conn.remove_notice_handler(walk.on_batch)
+        conn.remove_notice_handler(trips.on_notice)
     # One durable commit: it flushes the WAL of every batch above before the run reports them done.
-    conn.execute("SELECT set_config('synchronous_commit', %s, false), pg_current_xact_id()", (synchronous_commit,))
+    conn.execute("SELECT set_config('synchronous_commit', %s, false), pg_current_xact_id()",
+                 (events.synchronous_commit,))
 
     duration_s = ctx.monotonic() - started
     summary = {
-        "rows_deleted": walk.rows_deleted,
-        "batches": walk.batches,
-        "largest_batch": walk.largest_batch,
-        "batches_yielded": walk.batches_yielded,
-        "blocks_walked": walk.blocks_walked,
-        "blocks": blocks,
-        "rows_per_s": round(walk.rows_deleted / duration_s) if duration_s > 0 else None,
+        "rows_deleted": trips.rows_deleted,
+        "batches": trips.batches,
+        "largest_batch": trips.largest_batch,
+        "batches_yielded": trips.batches_yielded,
+        **_path_fields(choice),
+        "blocks_walked": trips.blocks_walked,
+        "blocks": events.blocks,
+        "sessions_visited": trips.sessions_visited,
+        "rows_per_s": round(trips.rows_deleted / duration_s) if duration_s > 0 else None,
         "cutoff": cutoff.isoformat(),
         "timezone": conn.info.parameter_status("TimeZone"),
         "retention_days": settings.retention_days,
+        "rule": _rule(ctx, settings),
         "stopped_early": stop_reason is not None,
         "stop_reason": stop_reason,
     }
     report = (
-        f"deleted {walk.rows_deleted:,} events older than {cutoff:%Y-%m-%d %H:%M:%S} ({summary['timezone']}) "
-        f"in {walk.batches:,} batches, {duration_s:.1f} s"
+        f"deleted {trips.rows_deleted:,} events older than {cutoff:%Y-%m-%d %H:%M:%S} ({summary['timezone']}) "
+        f"in {trips.batches:,} batches, {duration_s:.1f} s"
         + (f", {summary['rows_per_s']:,} rows/s" if summary["rows_per_s"] is not None else "")
+        + f"\npath: {choice.path}, {choice.reason}"
     )
     if stop_reason:
         report += f"\nstopped early ({stop_reason}): the next run deletes the rest"
-    return Result(summary=summary, report=report, rows_affected=walk.rows_deleted, stop_reason=stop_reason)
+    return Result(summary=summary, report=report, rows_affected=trips.rows_deleted, stop_reason=stop_reason)
+
+
+def _path_fields(choice: PathChoice) -> dict[str, Any]:
+    return {
+        "path": choice.path, "path_reason": choice.reason,
+        "since": choice.since.isoformat() if choice.since else None,
+        "full_pass_at": choice.full_pass_at.isoformat(),
+    }
 
 
 def dry_run(ctx: RunContext) -> Result:
     """The retention audit: what the policy deletes now, and what older than the cutoff it keeps, and why."""
     settings: CleanupSettings = ctx.settings
     cutoff = compute_cutoff(ctx, settings.retention_days)
+    events = _event_table(ctx, settings)
+    _configure(ctx)
+    choice = choose_path(ctx, settings, cutoff, events)
+    last = ctx.last_complete if ctx.last_complete and ctx.last_complete.get("rule") == _rule(ctx, settings) else None
+    mark = datetime.fromisoformat(last["cutoff"]) if last else None
+    ctx.conn.execute("SELECT set_config('enable_hashjoin', 'on', false)")  # the audit reads everything once
     query = sql.SQL(_AUDIT).format(sessions=table(settings.session_table), events=table(settings.event_table))
     counts = {
-        verdict: {"events": events, "sessions": sessions, "oldest_event_at": oldest.isoformat()}
-        for verdict, events, sessions, oldest in ctx.conn.execute(
-            query, {"statuses": list(settings.session_statuses), "cutoff": cutoff}
+        verdict: {"events": events, "sessions": sessions, "oldest_event_at": oldest.isoformat(), "left": left}
+        for verdict, events, sessions, oldest, left in ctx.conn.execute(
+            query, {"statuses": list(settings.session_statuses), "cutoff": cutoff, "mark": mark}
         )
     }
-    empty = {"events": 0, "sessions": 0, "oldest_event_at": None}
+    empty = {"events": 0, "sessions": 0, "oldest_event_at": None, "left": 0}
     kept_keys = [f"{s}_recent" if s in settings.session_statuses else s for s in SESSION_STATUSES]
     would_delete = counts.get("would_delete", empty)
-    kept = {key: counts.get(key, empty) for key in kept_keys}
+    left = would_delete.pop("left")
+    kept = {key: {k: v for k, v in counts.get(key, empty).items() if k != "left"} for key in kept_keys}
     timezone = ctx.conn.info.parameter_status("TimeZone")
     summary = {
         "cutoff": cutoff.isoformat(),
         "timezone": timezone,
         "retention_days": settings.retention_days,
         "session_statuses": list(settings.session_statuses),
+        **_path_fields(choice),
         "would_delete": would_delete,
+        "last_run_cutoff": mark.isoformat() if mark else None,
+        "left_by_last_run": left if mark else None,
         "kept_older_than_cutoff": kept,
     }
+    left_line = (f"{left:>12,} of them were eligible at the last complete run's cutoff, {mark:%Y-%m-%d %H:%M:%S}"
+                 if mark else "no complete run with this rule in the run history")
     lines = [
         f"Retention audit of {settings.event_table} (dry run: nothing was changed)",
         f"  cutoff        {cutoff:%Y-%m-%d %H:%M:%S} {timezone} (now - {settings.retention_days} days)",
         f"  rule          created before the cutoff, in a session that is "
         f"{' or '.join(settings.session_statuses)} and ended before the cutoff",
         f"  would delete  {_counts(would_delete)}",
+        f"  left before   {left_line}",
+        f"  path          {choice.path}: {choice.reason}",
         "  older than the cutoff but kept, by session status:",
         *(f"    {key:<18}{_counts(kept[key])}" for key in kept_keys),
     ]
@@ -363,7 +424,8 @@ def _counts(entry: dict[str, Any]) -> str:
 
 
 def check(ctx: RunContext) -> list[Check]:
-    """The two tables exist and the role may read sessions and read and delete events."""
+    """The two tables exist, the role may read sessions and read and delete events, and the indexes that keep
+    the nightly run's cost to what it deletes are there."""
     settings: CleanupSettings = ctx.settings
     checks = []
     for name, privileges in ((settings.event_table, ("SELECT", "DELETE")), (settings.session_table, ("SELECT",))):
@@ -382,7 +444,33 @@ def check(ctx: RunContext) -> list[Check]:
                   fix=f"GRANT {', '.join(lacking)} ON {name} TO {role}")
             if lacking else Check(ctx.job, name, True, f"role {role} may {' and '.join(privileges)}")
         )
+    if not missing(ctx.conn, [settings.event_table, settings.session_table]):
+        events = indexes_leading_with(ctx.conn, settings.event_table, ["session_id", "created_at"])
+        sessions = indexes_leading_with(ctx.conn, settings.session_table, ["ended_at"])
+        checks += [
+            _index_check(ctx, settings.event_table, ["session_id", "created_at"], events["session_id"],
+                         "without it every run walks the whole table"),
+            _index_check(ctx, settings.event_table, ["created_at", "session_id"], events["created_at"],
+                         "without it every run looks at every candidate session, not only what became eligible"),
+            _index_check(ctx, settings.session_table, ["ended_at"], sessions["ended_at"],
+                         "without it every nightly run reads the whole session table once"),
+        ]
     return checks
+
+
+def _index_check(ctx: RunContext, name: str, columns: list[str], index: str | None, need: str) -> Check:
+    """The index the cleanup's sessions path wants, led by ``columns[0]``; the statement that makes one."""
+    subject = f"{name} ({columns[0]})"
+    if index:
+        return Check(ctx.job, subject, True, f"index {index}")
+    # Quoted only where PostgreSQL needs it: a statement for the operator to read and paste.
+    row = ctx.conn.execute(
+        "SELECT format('CREATE INDEX CONCURRENTLY %%I ON %%s (%%s)', %s::text, to_regclass(%s)::text,"
+        " (SELECT string_agg(quote_ident(c), ', ') FROM unnest(%s::text[]) AS c))",
+        (f"{name.split('.')[-1]}_{columns[0]}_cleanup_idx", quoted(ctx.conn, name), columns),
+    ).fetchone()
+    assert row is not None
+    return Check(ctx.job, subject, True, f"no index: {need}", fix=row[0], warning=True)
 
 
 def _table_setting(settings: CleanupSettings, name: str) -> str:

@@ -179,3 +179,18 @@ def function_state(conn: Conn, name: str) -> FunctionState | None:
         (signature,),
     ).fetchone()
     return FunctionState(*row) if row else None
+
+
+def indexes_leading_with(conn: Conn, name: str, columns: list[str]) -> dict[str, str | None]:
+    """Per column: a valid, whole-table btree index on ``name`` whose first column it is (one that finds the
+    rows of a value, or a range of values, without reading the table), or None."""
+    rows = conn.execute(
+        "SELECT column_name, (SELECT i.indexrelid::regclass::text FROM pg_index AS i"
+        "  JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS am ON am.oid = c.relam"
+        "  JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+        "  WHERE i.indrelid = to_regclass(%s) AND a.attname = column_name AND i.indisvalid AND i.indpred IS NULL"
+        "  AND am.amname = 'btree' ORDER BY i.indnatts DESC, 1 LIMIT 1)"
+        " FROM unnest(%s::text[]) AS column_name",
+        (quoted(conn, name), columns),
+    ).fetchall()
+    return {str(column): index for column, index in rows}

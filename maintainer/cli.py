@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _print_status(settings, args.format)
         if args.command == "run-once":
             job = jobs.get(args.job, settings)
-            history = None if args.dry_run else History(settings)
+            history = History(settings)  # a dry run only reads it
             run = run_job(settings, job, dry_run=args.dry_run, history=history)
             print(json.dumps(run.as_dict(), indent=2) if args.format == "json" else run.result.report)
         elif args.command == "list":
@@ -175,7 +175,8 @@ def _print_checks(checks: list[Check], output_format: str) -> int:
         print(json.dumps({"ok": not failed, "checks": [dataclasses.asdict(check) for check in checks]}, indent=2))
     else:
         for check in checks:
-            print(f"{'ok' if check.ok else 'FAIL':<6}{check.job:<26}{check.subject}: {check.detail}")
+            verdict = "FAIL" if not check.ok else "warn" if check.warning else "ok"
+            print(f"{verdict:<6}{check.job:<26}{check.subject}: {check.detail}")
             if check.fix:
                 print(f"{'':<32}fix: {check.fix}")
     return 1 if failed else 0

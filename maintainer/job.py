@@ -76,6 +76,9 @@ class RunContext:
     log: structlog.typing.FilteringBoundLogger
     monotonic: Callable[[], float]
     stop: threading.Event = field(default_factory=threading.Event)
+    # The summary of this job's last run that did all its work (succeeded, not stopped early), from the run
+    # history; None without one, or without a history.
+    last_complete: dict[str, Any] | None = None
 
 
 @dataclass
@@ -90,13 +93,18 @@ class Result:
 
 @dataclass(frozen=True)
 class Check:
-    """One prerequisite of a job, as ``maintainer check`` reports it."""
+    """One prerequisite of a job, as ``maintainer check`` reports it.
+
+    ``warning`` marks an ok line that still deserves the operator's attention: the job works, but worse
+    than it could (the ``fix`` says how).
+    """
 
     job: str
     subject: str
     ok: bool
     detail: str
     fix: str | None = None
+    warning: bool = False
 
 
 @dataclass(frozen=True)

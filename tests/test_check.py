@@ -51,7 +51,7 @@ def report(stdout: str) -> list[Line]:
             lines[-1] = dataclasses.replace(lines[-1], fix=text.lstrip().removeprefix("fix: "))
         else:
             status, job, rest = text.split(maxsplit=2)
-            assert status in ("ok", "FAIL") and ": " in rest, text
+            assert status in ("ok", "warn", "FAIL") and ": " in rest, text
             subject, detail = rest.split(": ", 1)
             lines.append(Line(status, job, subject, detail))
     return lines
@@ -118,7 +118,9 @@ def test_healthy_database_passes_with_an_ok_line_for_every_job(database_url: str
 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = report(result.stdout)
-    assert [line for line in lines if line.status != "ok" or line.fix] == []
+    # One piece of advice: like the application's schema, the fixture has no index on the sessions' end.
+    assert [(line.status, line.subject) for line in lines if line.status != "ok" or line.fix] == [
+        ("warn", "parlant_session (ended_at)")]
     assert {line.job for line in lines} == {"server", *JOBS}
     [server] = lines_of(result.stdout, "server")
     assert server.detail.startswith("PostgreSQL ")
@@ -134,9 +136,11 @@ def test_json_report_lists_the_same_checks_with_their_fields(database_url: str) 
     assert parsed.keys() == {"ok", "checks"}
     assert parsed["ok"] is True
     for entry in parsed["checks"]:
-        assert entry.keys() == {"job", "subject", "ok", "detail", "fix"}
+        assert entry.keys() == {"job", "subject", "ok", "detail", "fix", "warning"}
         assert entry["ok"] is True
-        assert entry["fix"] is None
+        # The fixture, like the application's schema, has no index on the sessions' end: advice, not a failure.
+        assert (entry["fix"] is None) is not entry["warning"]
+    assert [entry["subject"] for entry in parsed["checks"] if entry["warning"]] == ["parlant_session (ended_at)"]
     text = report(check(database_url).stdout)
     assert [(entry["job"], entry["subject"], entry["detail"]) for entry in parsed["checks"]] == [
         (line.job, line.subject, line.detail) for line in text

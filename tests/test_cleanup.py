@@ -25,6 +25,13 @@ from tests.parlant import CUTOFF, NOW, add_session, days_ago, event_ids, fixed_c
 CLEANUP = jobs.REGISTRY["cleanup-old-events"]
 
 
+@pytest.fixture(autouse=True, params=["walk", "sessions"])
+def cleanup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both paths: each must delete exactly the rule's rows, with the same manners."""
+    monkeypatch.setenv("MAINTAINER_JOBS__CLEANUP_OLD_EVENTS__PATH", request.param)
+    return str(request.param)
+
+
 def cleanup(settings: Settings, *, dry_run: bool = False, **kwargs: Any) -> Run:
     return run_job(settings, CLEANUP, dry_run=dry_run, clock=fixed_clock, **kwargs)
 
@@ -180,7 +187,7 @@ def test_each_batch_is_its_own_transaction_of_at_most_batch_size_rows(
 
 
 def test_cleanup_of_thousands_of_sessions_across_many_pages_deletes_exactly_the_rule(
-    database_url: str, conn: psycopg.Connection[Any]
+    database_url: str, conn: psycopg.Connection[Any], cleanup_path: str
 ) -> None:
     # The generator's tricky cases (late events in old sessions, long sessions completed recently, active
     # and abandoned sessions with old events), over hundreds of pages, walked in many batches and round trips.
@@ -196,7 +203,13 @@ def test_cleanup_of_thousands_of_sessions_across_many_pages_deletes_exactly_the_
     assert event_ids(conn) == kept
     assert run.result.summary["rows_deleted"] == len(doomed) > 5000
     assert run.result.summary["largest_batch"] <= 300
-    assert run.result.summary["blocks_walked"] >= run.result.summary["blocks"] > 100
+    assert run.result.summary["path"] == cleanup_path
+    if cleanup_path == "walk":
+        assert run.result.summary["blocks_walked"] >= run.result.summary["blocks"] > 100
+    else:
+        sessions = conn.execute("SELECT count(*) FROM parlant_session WHERE status = 'completed' AND ended_at < %s",
+                                (CUTOFF,)).fetchone()
+        assert (run.result.summary["sessions_visited"],) == sessions
     # (not == 0: an autovacuum analyzing tables one after another elsewhere on the server also writes)
     assert run.result.summary["batches_yielded"] <= run.result.summary["batches"] // 2
 
@@ -247,7 +260,7 @@ def test_cleanup_stops_at_max_run_time_and_the_next_run_finishes(
     for _ in range(10):
         add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155), days_ago(151)])
     ticks = itertools.count()
-    settings = with_cleanup(database_url, batch_size=3, max_run_time="2s")
+    settings = with_cleanup(database_url, batch_size=3, max_run_time="1s")
 
     first = cleanup(settings, monotonic=lambda: float(next(ticks)))
 
@@ -262,11 +275,13 @@ def test_cleanup_stops_at_max_run_time_and_the_next_run_finishes(
     assert event_ids(conn) == set()
 
 
-def test_cleanup_stops_between_batches_when_asked_to(database_url: str, conn: psycopg.Connection[Any]) -> None:
+def test_cleanup_asked_to_stop_before_it_deletes_anything_stops_at_once(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
     for _ in range(5):
         add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
     stop = threading.Event()
-    stop.set()  # as the scheduler does on SIGTERM while the job runs
+    stop.set()  # as the scheduler does on SIGTERM
     settings = with_cleanup(database_url, batch_size=2).jobs.cleanup_old_events
     with psycopg.connect(database_url, autocommit=True) as work:
         context = RunContext(job=CLEANUP.name, run_id="test", conn=work, settings=settings, clock=fixed_clock,
@@ -274,8 +289,36 @@ def test_cleanup_stops_between_batches_when_asked_to(database_url: str, conn: ps
 
         result = CLEANUP.run(context)
 
-    assert result.stop_reason == "shutdown"
-    assert result.summary["batches"] == 1
+    assert (result.stop_reason, result.summary["batches"]) == ("shutdown", 0)
+    assert len(event_ids(conn)) == 10
+
+
+class _StopOnFirstProgress:
+    """A logger that sets ``stop`` when the first cleanup_progress line is logged, as a SIGTERM would then."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def info(self, event: str, **fields: Any) -> None:
+        if event == "cleanup_progress":
+            self.stop.set()
+
+
+def test_cleanup_stops_between_round_trips_when_asked_to(database_url: str, conn: psycopg.Connection[Any]) -> None:
+    for _ in range(5):
+        add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
+    stop = threading.Event()
+    # A pause between batches makes every batch its own round trip.
+    settings = with_cleanup(database_url, batch_size=2, pause_between_batches="1ms",
+                            progress_every_batches=1).jobs.cleanup_old_events
+    with psycopg.connect(database_url, autocommit=True) as work:
+        context = RunContext(job=CLEANUP.name, run_id="test", conn=work, settings=settings, clock=fixed_clock,
+                             log=_StopOnFirstProgress(stop), monotonic=time.monotonic,  # type: ignore[arg-type]
+                             stop=stop)
+
+        result = CLEANUP.run(context)
+
+    assert (result.stop_reason, result.summary["batches"]) == ("shutdown", 1)
     assert len(event_ids(conn)) == 8
 
 

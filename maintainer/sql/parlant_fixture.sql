@@ -32,6 +32,7 @@ CREATE TABLE parlant_event (
 CREATE INDEX parlant_event_session_id_idx ON parlant_event (session_id);
 CREATE UNIQUE INDEX parlant_event_session_offset_idx ON parlant_event (session_id, "offset");
 CREATE INDEX parlant_event_created_at_idx ON parlant_event (created_at);
+CREATE INDEX parlant_event_timeline_idx ON parlant_event (session_id, created_at, event_type);
 
 -- Daily per-agent analytics, refreshed monthly; the unique index makes REFRESH ... CONCURRENTLY possible.
 CREATE MATERIALIZED VIEW parlant_agent_analytics_daily AS
