@@ -6,9 +6,9 @@ then starts from ``CREATE DATABASE ... TEMPLATE`` of it, so all of them delete f
 
 The cleanup job takes its cutoff (now - 90 days) from the real clock when it runs, minutes after the
 build; the single DELETE computes its own the same way. So that both name the same rows, the template
-keeps a guard band: no event was created and no session ended in the day after the build-time cutoff
-(the few that were are moved one day later). Any cutoff within that day then selects the same rows, and
-every variant checks that its cutoff lies there.
+keeps a guard band at each retention the benchmark runs (90, 85 and 80 days): no event was created and no
+session ended in the day after the build-time cutoff (the few that were are moved one day later). Any
+cutoff within that day then selects the same rows, and every variant checks that its cutoff lies there.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from jobs.cleanup_old_events import CleanupSettings
 from maintainer.embedded import start_server
 from maintainer.fixture import add_synthetic_data, create_schema
 
-RETENTION = timedelta(days=CleanupSettings().retention_days)
+RETENTION_DAYS = CleanupSettings().retention_days
+RETENTION = timedelta(days=RETENTION_DAYS)
+STEADY_RETENTIONS = (90, 85, 80)  # nothing newly eligible, a few days' worth, about 2% of a year
 GUARD_BAND = timedelta(days=1)
 SEED = 0.42
 SERVER_SETTINGS = (
@@ -62,10 +64,11 @@ class Template:
     eligible: int  # events the rule names at that cutoff
     seconds: float
 
-    def check_cutoff(self, cutoff: datetime, variant: str) -> None:
-        if not self.cutoff <= cutoff < self.cutoff + GUARD_BAND:
+    def check_cutoff(self, cutoff: datetime, variant: str, retention_days: int = RETENTION_DAYS) -> None:
+        band_start = self.now - timedelta(days=retention_days)
+        if not band_start <= cutoff < band_start + GUARD_BAND:
             raise RuntimeError(
-                f"{variant}: its cutoff {cutoff} lies outside the template's guard band starting at {self.cutoff}:"
+                f"{variant}: its cutoff {cutoff} lies outside the template's guard band starting at {band_start}:"
                 " rebuild the template (the benchmark ran longer than the band)"
             )
 
@@ -90,9 +93,12 @@ class Server:
             ).fetchall()
         return {str(name): str(value) for name, value in rows}
 
-    def build_template(self, events: int) -> Template:
+    def build_template(
+        self, events: int, days: int = 365, suffix: str = "template", time_ordered: bool = False
+    ) -> Template:
+        """``events`` synthetic events, their sessions starting over the ``days`` before now."""
         started = time.monotonic()
-        name = f"{self.prefix}_template"
+        name = f"{self.prefix}_{suffix}"
         now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
         cutoff = now - RETENTION
         self.drop(name)
@@ -100,8 +106,10 @@ class Server:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         with psycopg.connect(self.url_for(name)) as conn:
             create_schema(conn)
-            add_synthetic_data(conn, events=events, now=now, seed=SEED)
-            psycopg.ClientCursor(conn).execute(_GUARD_BAND, {"band": GUARD_BAND, "cutoff": cutoff})
+            add_synthetic_data(conn, events=events, now=now, seed=SEED, days=days, time_ordered=time_ordered)
+            for retention_days in STEADY_RETENTIONS:
+                psycopg.ClientCursor(conn).execute(
+                    _GUARD_BAND, {"band": GUARD_BAND, "cutoff": now - timedelta(days=retention_days)})
         with psycopg.connect(self.url_for(name), autocommit=True) as conn:
             # Hint bits and the visibility map set once here, not in every copy.
             conn.execute("VACUUM ANALYZE")
@@ -113,10 +121,8 @@ class Server:
         assert row is not None
         return Template(name, events, now, cutoff, row[0], time.monotonic() - started)
 
-    @contextlib.contextmanager
-    def fresh_copy(self, template: Template, variant: str) -> Iterator[str]:
-        """A new database copied from the template, vacuumed, analyzed and checkpointed; dropped after."""
-        name = f"{self.prefix}_{variant}"
+    def copy(self, template: Template, name: str) -> str:
+        """A new database copied from the template; its URL."""
         self.drop(name)
         with self.admin() as conn:
             create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -126,7 +132,13 @@ class Server:
                 # servers only copy files).
                 create += sql.SQL(" STRATEGY FILE_COPY")
             conn.execute(create)
-        url = self.url_for(name)
+        return self.url_for(name)
+
+    @contextlib.contextmanager
+    def fresh_copy(self, template: Template, variant: str) -> Iterator[str]:
+        """A new database copied from the template, vacuumed, analyzed and checkpointed; dropped after."""
+        name = f"{self.prefix}_{variant}"
+        url = self.copy(template, name)
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")

@@ -1,8 +1,9 @@
 """One run of the benchmark: every variant on its own fresh copy of the template, in a fixed order.
 
 1. the dry-run audit;
-2. without load: (a) the single DELETE, (b) maintainer with its defaults (or ``--set``), (c) the same with each
-   batch size;
+2. without load: (a) the single DELETE and (b) maintainer with its defaults (or ``--set``), alternated
+   ``pairs`` times (each pair's ratio is one sample of the rows/s target: interleaved, the machine's drift
+   falls on both), then (c) maintainer with each batch size;
 3. with the application load running, on a fresh copy each: (a), then (b), each right after its baseline.
 
 A phase under load starts the load (and warms it up), measures the application alone for as long as the
@@ -36,6 +37,7 @@ class Options:
     events: int
     batch_sizes: list[int]
     runs: int
+    pairs: int  # (a) and (b) alternated this many times in each run
     app_clients: int
     app_rate: float  # iterations (an insert and a read) per second, all clients together
     cleanup_settings: dict[str, str] = field(default_factory=dict)  # over the job's defaults, for (b) and (c)
@@ -45,6 +47,9 @@ class Options:
 class RunResults:
     audit: AuditOutcome
     cleanups: dict[str, CleanupOutcome] = field(default_factory=dict)  # by variant key, see report.LABELS
+    # (b)'s rows/s over (a)'s, for each interleaved pair: the first pair's outcomes are (a) and (b) in cleanups
+    pair_ratios: list[float] = field(default_factory=list)
+    pairs_same_rows: bool = True  # every pair's (b) deleted (a)'s rows
     # single_delete, maintainer_default, busy_core, and each phase's <phase>_baseline
     app: dict[str, LatencyStats] = field(default_factory=dict)
 
@@ -65,7 +70,19 @@ def run_variants(server: Server, template: Template, options: Options, progress:
             maintainer_cleanup, template=template, job_settings=options.cleanup_settings | {"batch_size": str(size)}))
         for size in options.batch_sizes
     ]
-    for variant, cleanup in plan:
+    for pair in range(options.pairs):
+        outcomes = {}
+        for variant, cleanup in plan[:2]:
+            with server.fresh_copy(template, variant) as url:
+                outcomes[variant] = outcome = cleanup(url)
+            progress(_describe(variant, outcome) + f" (pair {pair + 1} of {options.pairs})")
+        reference, batched = outcomes["single_delete"], outcomes["maintainer_default"]
+        results.pair_ratios.append(batched.rows_per_s / reference.rows_per_s)
+        results.pairs_same_rows &= (batched.rows_deleted, batched.survivors) == (reference.rows_deleted,
+                                                                                  reference.survivors)
+        if pair == 0:
+            results.cleanups |= outcomes
+    for variant, cleanup in plan[2:]:
         with server.fresh_copy(template, variant) as url:
             results.cleanups[variant] = outcome = cleanup(url)
         progress(_describe(variant, outcome))

@@ -27,13 +27,13 @@ from typing import IO, Any
 
 import psycopg
 
-from bench.database import RETENTION, Template, survivors, wal_bytes_since, wal_lsn
+from bench.database import RETENTION_DAYS, Template, survivors, wal_bytes_since, wal_lsn
 from bench.measure import BatchStats, batch_series
 from jobs.cleanup_old_events import JOB as CLEANUP
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-_SINGLE_DELETE = """
+SINGLE_DELETE = """
 DELETE FROM parlant_event e USING parlant_session s
 WHERE e.session_id = s.id AND s.status = 'completed' AND s.ended_at < %(cutoff)s AND e.created_at < %(cutoff)s
 """
@@ -53,6 +53,7 @@ class CleanupOutcome:
     batch_rows: tuple[int, ...] = ()
     process_seconds: float | None = None
     rss_mb: float | None = None
+    path: str | None = None  # the path maintainer chose
 
     @property
     def rows_per_s(self) -> float:
@@ -67,16 +68,16 @@ class AuditOutcome:
     rss_mb: float
 
 
-def single_delete(url: str, template: Template) -> CleanupOutcome:
+def single_delete(url: str, template: Template, retention_days: int = RETENTION_DAYS) -> CleanupOutcome:
     with psycopg.connect(url, autocommit=True, application_name="bench:single-delete") as conn:
         conn.execute("SET TimeZone = 'UTC'")
-        row = conn.execute("SELECT (now() - %s::interval)::timestamp", (RETENTION,)).fetchone()
+        row = conn.execute("SELECT (now() - make_interval(days => %s))::timestamp", (retention_days,)).fetchone()
         assert row is not None
         cutoff: datetime = row[0]
-        template.check_cutoff(cutoff, "single DELETE")
+        template.check_cutoff(cutoff, "single DELETE", retention_days)
         before = wal_lsn(conn)
         started = time.monotonic()
-        rows_deleted = conn.execute(_SINGLE_DELETE, {"cutoff": cutoff}).rowcount
+        rows_deleted = conn.execute(SINGLE_DELETE, {"cutoff": cutoff}).rowcount
         ended = time.monotonic()
         wal_bytes = wal_bytes_since(conn, before)
         return CleanupOutcome(rows_deleted, ended - started, wal_bytes, survivors(conn, template), (started, ended))
@@ -94,12 +95,12 @@ def maintainer_cleanup(url: str, template: Template, job_settings: Mapping[str, 
     started, succeeded = process.event("job_started"), process.event("job_succeeded")
     result = succeeded[1]
     batch_ms, batch_rows = batch_series([line for _, line in process.events("cleanup_progress")])
-    template.check_cutoff(datetime.fromisoformat(result["cutoff"]), "maintainer")
+    template.check_cutoff(datetime.fromisoformat(result["cutoff"]), "maintainer", result["retention_days"])
     return CleanupOutcome(
         rows_deleted=result["rows_deleted"], seconds=result["duration_ms"] / 1000, wal_bytes=wal_bytes,
         survivors=left, window=(started[0], succeeded[0]),
         batches=BatchStats.from_times(batch_ms), batch_ms=tuple(batch_ms), batch_rows=tuple(batch_rows),
-        process_seconds=process.seconds, rss_mb=process.rss_mb,
+        process_seconds=process.seconds, rss_mb=process.rss_mb, path=result["path"],
     )
 
 

@@ -26,10 +26,15 @@ def add_synthetic_data(
     seed: float = 0.42,
     events_per_session: int = 40,
     agents: int = 20,
+    days: int = 365,
+    time_ordered: bool = False,
 ) -> None:
-    """Insert ``events`` events (and their sessions and agents) spread over the year before ``now``."""
+    """Insert ``events`` events (and their sessions and agents), sessions starting over the ``days`` before
+    ``now``; stored session by session, or ``time_ordered``, in the order they were created."""
     params = {
         "now": now.replace(tzinfo=None),
+        "days": days,
+        "time_ordered": time_ordered,
         "seed": seed,
         "agents": agents,
         "events": events,

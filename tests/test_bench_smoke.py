@@ -17,23 +17,31 @@ from bench.report import label
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_KEYS = {
-    "ratio_vs_single_delete", "max_batch_ms", "p99_batch_ms", "flatness", "app_p99_ratio", "rss_mb", "rows_deleted",
-    "same_rows", "audit_seconds", "verdicts",
+    "ratio_vs_single_delete", "ratio_spread", "max_batch_ms", "p99_batch_ms", "flatness", "app_p99_ratio", "rss_mb",
+    "rows_deleted", "same_rows", "audit_seconds", "verdicts", "steady_ratio_vs_single_delete", "steady_growth",
+    "steady_same_rows", "steady",
 }
 
 
 @pytest.mark.acceptance
 def test_benchmark_runs_at_tiny_scale_and_every_variant_deletes_the_same_rows(server_url: str) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--events", "20000", "--batch-sizes", "1000", "--runs", "1",
-         "--database-url", server_url],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "bench", "--events", "20000", "--steady-events", "5000", "--batch-sizes", "1000",
+         "--runs", "1", "--pairs", "2", "--database-url", server_url],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
     assert summary.keys() >= SUMMARY_KEYS
     assert summary["same_rows"] is True
+    assert summary["ratio_spread"]["samples"] == 2
+    # The steady state: both sizes, every retention, each maintainer variant deleting the single DELETE's rows.
+    assert summary["steady_same_rows"] is True
+    assert set(summary["steady_ratio_vs_single_delete"]) == {"5000", "20000"}
+    assert {(row["events"], row["retention_days"]) for row in summary["steady"].values()} == {
+        (events, days) for events in (5000, 20000) for days in (90, 85, 80)}
+    assert all(row["nightly_path"] == "sessions" for row in summary["steady"].values())
     assert set(summary["rows_deleted"]) == {
         "single_delete", "maintainer_default", "batch_1000", "single_delete_under_load",
         "maintainer_default_under_load",
