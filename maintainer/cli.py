@@ -78,11 +78,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    json_logs = False
     try:
         settings = load_settings(database_url=getattr(args, "database_url", None))
         # The daemon's logs are its output; the other commands keep stdout for their report.
-        logs.configure(settings.log_format, settings.log_level,
-                       stream=sys.stdout if args.command == "run" else sys.stderr)
+        stream = sys.stdout if args.command == "run" else sys.stderr
+        logs.configure(settings.log_format, settings.log_level, stream=stream)
+        logs.log_unhandled_exceptions()
+        json_logs = settings.log_format == "json" or (settings.log_format == "auto" and not stream.isatty())
         if args.command == "run":
             settings.require_database_url()
             return Daemon(settings).run()
@@ -104,7 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(args.events, sys.stdout)
     except MaintainerError as error:
-        print(f"maintainer: {logs.redact(str(error))}", file=sys.stderr)
+        if json_logs:  # every line JSON; before the settings are read the log format is not known
+            logs.get_logger().error("command_failed", command=args.command, exit_code=error.exit_code,
+                                    error=logs.redact(str(error)))
+        else:
+            print(f"maintainer: {logs.redact(str(error))}", file=sys.stderr)
         return error.exit_code
     return 0
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -68,8 +69,6 @@ class Daemon:
         self._jobs = {name: job for name, job in jobs.available(settings).items()
                       if settings.job_settings(name).enabled}
         self._triggers = {name: settings.trigger(name) for name in self._jobs}
-        for name in self._jobs:
-            metrics.declare(name)
         self._running: dict[str, RunControl] = {}
         self._running_changed = threading.Condition()
         self._last_success: dict[str, datetime] = {}
@@ -84,8 +83,10 @@ class Daemon:
                    "next_run": next_fire_times(self._triggers[name], now, 1)[0].isoformat()}
             for name in self._jobs
         })
-        server = self._serve_http()
         self.history.ensure()
+        metrics.STARTED.set(self.started_at.timestamp())
+        self._declare_metrics(now)
+        server = self._serve_http()
         scheduler = self._build_scheduler()
         scheduler.start()
         self.stopping.wait()
@@ -126,6 +127,35 @@ class Daemon:
         failed = [dataclasses.asdict(check) for check in run_checks(self.settings) if not check.ok]
         return not failed, {"status": "ready" if not failed else "not ready", "failed_checks": failed}
 
+    def _declare_metrics(self, now: datetime) -> None:
+        """Every enabled job's series, its last success seeded from the run history (every replica's)."""
+        known = self._history_successes()
+        for name, trigger in self._triggers.items():
+            metrics.declare(name, expected_interval(trigger, now), known.get(name))
+
+    def _history_successes(self) -> dict[str, datetime]:
+        if not self.history.ensure():
+            return {}
+        try:
+            return {name: row["last_success_at"] for name, row in self.history.last_runs().items()
+                    if row["last_success_at"]}
+        except Exception as error:
+            self.log.warning("history_unavailable", error_type=type(error).__name__, error=str(error))
+            return {}
+
+    def _on_dropped_run(self, event: JobSubmissionEvent | JobExecutionEvent) -> None:
+        """APScheduler dropped a scheduled run: this process's previous run of the job is still going, or the
+        scheduler woke too late for it (past misfire_grace_time)."""
+        if event.job_id not in self._jobs:
+            return
+        if isinstance(event, JobSubmissionEvent):
+            reason, run_times = "still_running", event.scheduled_run_times
+        else:
+            reason, run_times = "missed", [event.scheduled_run_time]
+        for run_time in run_times:
+            metrics.SKIPS.labels(event.job_id, reason).inc()
+            self.log.info("job_skipped", job=event.job_id, reason=reason, scheduled_run_time=run_time.isoformat())
+
     def _build_scheduler(self) -> BackgroundScheduler:
         config = self.settings.scheduler
         scheduler = BackgroundScheduler(
@@ -134,6 +164,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": int(config.misfire_grace_time.total_seconds())},
         )
+        scheduler.add_listener(self._on_dropped_run, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         for name, job in self._jobs.items():
             scheduler.add_job(self._run_job, self._triggers[name], args=[job], id=name, name=name)
         scheduler.add_job(self._heartbeat, IntervalTrigger(seconds=config.heartbeat_interval.total_seconds()),
@@ -183,14 +214,9 @@ class Daemon:
     def _check_overdue(self) -> None:
         now = self.clock()
         last_success: dict[str, datetime | None] = dict(self._last_success)
-        if self.history.ensure():
-            try:
-                # Successes of every replica count, not only this process's.
-                for name, row in self.history.last_runs().items():
-                    known = [when for when in (last_success.get(name), row["last_success_at"]) if when]
-                    last_success[name] = max(known, default=None)
-            except Exception as error:
-                self.log.warning("history_unavailable", error_type=type(error).__name__, error=str(error))
+        # Successes of every replica count, not only this process's.
+        for name, when in self._history_successes().items():
+            last_success[name] = max(when, last_success.get(name) or when)
         intervals = {name: expected_interval(trigger, now) for name, trigger in self._triggers.items()}
         overdue = overdue_jobs(now, intervals, last_success, self.started_at, self.settings.scheduler.overdue_grace)
         for name in self._jobs:

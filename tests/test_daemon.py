@@ -353,8 +353,12 @@ def test_missing_database_url_stops_startup_with_exit_2_naming_the_variable(tmp_
     result = maintainer("run", MAINTAINER_CONFIG=str(config))
 
     assert result.returncode == 2
-    assert "MAINTAINER_DATABASE_URL" in result.stderr
+    # The settings were read: the failure is a JSON line of the daemon's log, like every other.
+    [failed] = named(json_lines(result.stdout), "command_failed")
+    assert (failed["level"], failed["command"], failed["exit_code"]) == ("error", "run", 2)
+    assert "MAINTAINER_DATABASE_URL" in failed["error"]
     assert "scheduler_started" not in result.stdout
+    assert result.stderr == ""
 
 
 def test_job_that_keeps_failing_is_reported_overdue_and_a_healthy_one_is_not(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from maintainer import scheduler
 from maintainer.settings import load_settings
 from tests.test_daemon import Daemon, daemons, maintainer, named, wait_for, write_config
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.acceptance
 
@@ -114,7 +116,7 @@ def sample(families: list[Metric], name: str, **labels: str) -> float | None:
 
 
 def runs(port: int, job: str, outcome: str) -> float:
-    return sample(scrape(port), "maintainer_runs_total", job=job, outcome=outcome) or 0
+    return sample(scrape(port), "maintainer_runs_total", maintenance_job=job, outcome=outcome) or 0
 
 
 def recent(timestamp: float, within: timedelta = timedelta(seconds=10)) -> bool:
@@ -248,26 +250,51 @@ def test_metrics_count_runs_by_outcome_and_show_success_heartbeat_overdue_and_sk
     first = wait_for(lambda: runs(port, JOB, "succeeded"), 20, f"a succeeded run of {JOB} in /metrics")
     wait_for(lambda: runs(port, JOB, "succeeded") > first, 10, f"more succeeded runs of {JOB}")
     wait_for(lambda: runs(port, FAILING_JOB, "failed"), 10, f"a failed run of {FAILING_JOB} in /metrics")
-    wait_for(lambda: sample(scrape(port), "maintainer_job_overdue", job=FAILING_JOB) == 1, 15,
+    wait_for(lambda: sample(scrape(port), "maintainer_job_overdue", maintenance_job=FAILING_JOB) == 1, 15,
              f"{FAILING_JOB} reported overdue")
     families = scrape(port)
 
     assert [family.name for family in families if not family.name.startswith("maintainer_")] == []
     assert [s.name for family in families for s in family.samples if not s.name.startswith("maintainer_")] == []
-    assert sample(families, "maintainer_runs_total", job=JOB, outcome="failed") == 0
-    assert sample(families, "maintainer_runs_total", job=FAILING_JOB, outcome="succeeded") == 0
-    last_success = sample(families, "maintainer_last_success_timestamp_seconds", job=JOB)
+    # The scrape target's labels are Prometheus's own; no counter doubles itself with a _created series.
+    assert {label for family in families for s in family.samples for label in s.labels} & {"job", "instance"} == set()
+    assert [s.name for family in families for s in family.samples if s.name.endswith("_created")] == []
+    assert sample(families, "maintainer_runs_total", maintenance_job=JOB, outcome="failed") == 0
+    assert sample(families, "maintainer_runs_total", maintenance_job=FAILING_JOB, outcome="succeeded") == 0
+    last_success = sample(families, "maintainer_last_success_timestamp_seconds", maintenance_job=JOB)
     assert last_success is not None
     assert recent(last_success)
-    assert sample(families, "maintainer_last_success_timestamp_seconds", job=FAILING_JOB) is None
+    # A job that never succeeded has its series from the start: 0, never.
+    assert sample(families, "maintainer_last_success_timestamp_seconds", maintenance_job=FAILING_JOB) == 0
+    assert sample(families, "maintainer_job_interval_seconds", maintenance_job=FAILING_JOB) == 1
+    started = sample(families, "maintainer_start_timestamp_seconds")
+    assert started is not None and recent(started, timedelta(minutes=1))
     heartbeat = sample(families, "maintainer_heartbeat_timestamp_seconds")
     assert heartbeat is not None
     assert recent(heartbeat)
-    assert sample(families, "maintainer_job_overdue", job=JOB) == 0
+    assert sample(families, "maintainer_job_overdue", maintenance_job=JOB) == 0
     skip_reasons = {s.labels["reason"] for family in families for s in family.samples
-                    if s.name == "maintainer_skips_total" and s.labels["job"] == JOB}
-    assert skip_reasons == {"lock_held", "already_ran"}
-    assert sample(families, "maintainer_skips_total", job=JOB, reason="lock_held") == 0
+                    if s.name == "maintainer_skips_total" and s.labels["maintenance_job"] == JOB}
+    assert skip_reasons == {"lock_held", "already_ran", "still_running", "missed"}
+    assert sample(families, "maintainer_skips_total", maintenance_job=JOB, reason="lock_held") == 0
+
+
+def test_promtool_finds_nothing_to_fix_in_a_live_metrics_page(
+    tmp_path: Path, database_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    promtool = require_tool("promtool", "prometheus")
+    config = write_config(tmp_path / "maintainer.toml", custom_jobs=EVERY_SECOND)
+    port = free_port()
+    daemon = start_daemon(config, database_url, port)
+    answer(daemon, port, "/healthz", 200)
+    wait_for(lambda: runs(port, JOB, "succeeded"), 20, f"a succeeded run of {JOB} in /metrics")
+
+    page = get(port, "/metrics").body
+    result = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, text=True, timeout=30,
+                            check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == ""
 
 
 def test_healthcheck_command_exits_0_while_the_daemon_runs_and_1_after_it_stopped(
@@ -313,8 +340,9 @@ def test_second_daemon_on_a_port_in_use_exits_2_naming_MAINTAINER_HTTP_PORT(
     second = start_daemon(config, database_url, port)
 
     assert second.exit_code(20) == 2
-    stderr = second.stderr_path.read_text()
-    assert f"MAINTAINER_HTTP_PORT={port}" in stderr
+    [failed] = named(second.lines(), "command_failed")
+    assert f"MAINTAINER_HTTP_PORT={port}" in failed["error"]
+    assert second.stderr_path.read_text() == ""
     assert named(second.lines(), "job_started") == []
     assert get(port, "/healthz").status == 200, "the first daemon stopped answering"
 
@@ -334,3 +362,27 @@ def test_port_0_turns_the_listener_off_and_the_jobs_still_run(
     assert isinstance(refused.value.reason, ConnectionRefusedError)
     assert listening_ports(daemon.process.pid) == set()
     assert named(daemon.lines(), "http_listening") == []
+
+
+def test_every_line_the_daemon_writes_is_json_and_a_run_dropped_while_the_last_runs_is_a_counted_skip(
+    tmp_path: Path, database_url: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    slow = "slow-sleep"
+    config = write_config(tmp_path / "maintainer.toml",
+                          custom_jobs={slow: {"schedule": "1 seconds", "sql": "SELECT pg_sleep(2.5)"}})
+    port = free_port()
+    daemon = start_daemon(config, database_url, port)
+    answer(daemon, port, "/healthz", 200)
+
+    dropped = daemon.wait_for_lines("job_skipped", count=2, timeout=30, job=slow, reason="still_running")
+    counted = sample(scrape(port), "maintainer_skips_total", maintenance_job=slow, reason="still_running")
+    daemon.terminate()
+
+    assert daemon.exit_code(20) == 0
+    assert counted is not None and counted >= len(dropped)
+    assert all(line["level"] == "info" and "scheduled_run_time" in line for line in dropped)
+    for stream in (daemon.log_path, daemon.stderr_path):
+        for text in stream.read_text().splitlines():
+            line = json.loads(text)  # a line that is not JSON fails here, naming itself
+            assert {"event", "level", "timestamp"} <= line.keys(), text
+    assert named(daemon.lines(), "scheduler_stopped")

@@ -23,6 +23,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import TypeAdapter
 
+from maintainer import logs
 from maintainer.job import Duration
 from maintainer.metrics import REGISTRY
 from maintainer.settings import Settings, load_settings
@@ -365,6 +366,14 @@ def test_every_metric_an_alert_uses_is_exposed() -> None:
     assert used - exposed_metric_names() == set()
 
 
+@pytest.mark.parametrize("document", ["README.md", "docs/alerting.md"])
+def test_every_metric_exposed_is_named_in_the_docs(document: str) -> None:
+    named = metric_names((ROOT / document).read_text())
+
+    assert {family.name for family in REGISTRY.collect()} - named - {
+        name.removesuffix("_total") for name in named} == set()
+
+
 def test_every_metric_the_docs_name_is_exposed() -> None:
     named = metric_names((ROOT / "README.md").read_text()) | metric_names((ROOT / "docs" / "alerting.md").read_text())
 
@@ -393,7 +402,7 @@ CALL = re.compile(r"\.(debug|info|warning|error|exception|critical)\(\s*[\"']([a
 
 def logged_events() -> dict[str, set[str]]:
     """event -> the levels it is logged at, from every log call with a literal event in the engine and the jobs."""
-    events: dict[str, set[str]] = {}
+    events: dict[str, set[str]] = {logs.LIBRARY_EVENT: {"as logged"}}  # the standard library's records
     for path in [*(ROOT / "maintainer").rglob("*.py"), *(ROOT / "jobs").rglob("*.py")]:
         for method, event in CALL.findall(path.read_text()):
             events.setdefault(event, set()).add("error" if method == "exception" else method)
