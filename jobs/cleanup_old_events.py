@@ -267,6 +267,7 @@ class _RoundTrips:
             self._visited_before = self.sessions_visited
             return
         deleted = int(detail["deleted"])
+        self.ctx.rows.add(deleted)  # committed: INFO comes after the batch's COMMIT
         self.state["position"] = detail["position"]
         self.sessions_visited = self._visited_before + int(detail["sessions_visited"])
         self.batches += 1
@@ -275,7 +276,7 @@ class _RoundTrips:
         self.largest_batch = max(self.largest_batch, deleted)
         if self.batches % self.settings.progress_every_batches == 0:
             self.ctx.log.info(
-                "cleanup_progress", path=self.choice.path, batches=self.batches, rows_deleted=self.rows_deleted,
+                "cleanup_progress", path=self.choice.path, batches=self.batches, rows_deleted=self.ctx.rows.total,
                 blocks_walked=self.blocks_walked, sessions_visited=self.sessions_visited,
                 elapsed_ms=round((self.ctx.monotonic() - self.started) * 1000), cutoff=self.cutoff.isoformat(),
             )
@@ -331,7 +332,7 @@ def run(ctx: RunContext) -> Result:
 
     duration_s = ctx.monotonic() - started
     summary = {
-        "rows_deleted": trips.rows_deleted,
+        "rows_deleted": ctx.rows.total,  # this run's, its earlier attempts' included
         "batches": trips.batches,
         "largest_batch": trips.largest_batch,
         "batches_yielded": trips.batches_yielded,
@@ -348,14 +349,14 @@ def run(ctx: RunContext) -> Result:
         "stop_reason": stop_reason,
     }
     report = (
-        f"deleted {trips.rows_deleted:,} events older than {cutoff:%Y-%m-%d %H:%M:%S} ({summary['timezone']}) "
+        f"deleted {ctx.rows.total:,} events older than {cutoff:%Y-%m-%d %H:%M:%S} ({summary['timezone']}) "
         f"in {trips.batches:,} batches, {duration_s:.1f} s"
         + (f", {summary['rows_per_s']:,} rows/s" if summary["rows_per_s"] is not None else "")
         + f"\npath: {choice.path}, {choice.reason}"
     )
     if stop_reason:
         report += f"\nstopped early ({stop_reason}): the next run deletes the rest"
-    return Result(summary=summary, report=report, rows_affected=trips.rows_deleted, stop_reason=stop_reason)
+    return Result(summary=summary, report=report, stop_reason=stop_reason)
 
 
 def _path_fields(choice: PathChoice) -> dict[str, Any]:
@@ -413,7 +414,7 @@ def dry_run(ctx: RunContext) -> Result:
         "  older than the cutoff but kept, by session status:",
         *(f"    {key:<18}{_counts(kept[key])}" for key in kept_keys),
     ]
-    return Result(summary=summary, report="\n".join(lines), rows_affected=0)
+    return Result(summary=summary, report="\n".join(lines))
 
 
 def _counts(entry: dict[str, Any]) -> str:
@@ -484,4 +485,5 @@ JOB = Job(
     run=run,
     dry_run=dry_run,
     check=check,
+    deletes_rows=True,
 )

@@ -11,7 +11,7 @@ from psycopg import sql
 from pydantic import Field
 
 from maintainer.catalog import lacking_maintain, maintain_checks, require_maintain, table_stats
-from maintainer.db import failing_on_warnings, table
+from maintainer.db import table
 from maintainer.job import Check, Duration, Job, JobSettings, Result, RunContext
 
 
@@ -32,8 +32,7 @@ def run(ctx: RunContext) -> Result:
     for name in settings.tables:
         before = table_stats(ctx.conn, [name])[name]
         started = ctx.monotonic()
-        with failing_on_warnings(ctx.job, ctx.conn):
-            ctx.conn.execute(_statement(name))
+        ctx.conn.execute(_statement(name))
         after = table_stats(ctx.conn, [name])[name]
         tables[name] = {
             "dead_tuples_before": before["n_dead_tup"],
@@ -45,7 +44,7 @@ def run(ctx: RunContext) -> Result:
         f" in {entry['duration_ms']} ms"
         for name, entry in tables.items()
     )
-    return Result(summary={"tables": tables}, report=report, rows_affected=0)
+    return Result(summary={"tables": tables}, report=report)
 
 
 def dry_run(ctx: RunContext) -> Result:
@@ -60,7 +59,7 @@ def dry_run(ctx: RunContext) -> Result:
         for name, entry in stats.items()
     ]
     summary = {"statements": statements, "tables": stats, "not_permitted": not_permitted}
-    return Result(summary=summary, report="\n".join(lines), rows_affected=0)
+    return Result(summary=summary, report="\n".join(lines))
 
 
 def check(ctx: RunContext) -> list[Check]:

@@ -9,6 +9,7 @@ concurrent build), then ANALYZE of the tables.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from maintainer.catalog import (
     PARLANT_TABLES,
+    duplicates_query,
     function_state,
     invalid_indexes,
     is_reindex_leftover,
@@ -27,11 +29,24 @@ from maintainer.catalog import (
     missing,
     require_maintain,
 )
-from maintainer.db import failing_on_warnings, table
+from maintainer.db import table
 from maintainer.errors import JobFailed
 from maintainer.job import Check, Duration, Job, JobSettings, Result, RunContext
 
 _NATIVE_FIX = 'set jobs.maintain_parlant_indexes.mode = "native" to do the index maintenance from maintainer'
+# What PostgreSQL refuses inside a function (SQLSTATE 25001 and the like): a function holding one of these
+# fails on every run, whatever the role may do.
+_NOT_IN_A_FUNCTION = re.compile(
+    r"\b(REINDEX\b[^;']*\bCONCURRENTLY|CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY|DROP\s+INDEX\s+CONCURRENTLY"
+    r"|VACUUM|REINDEX\s+(?:\(\w[^)]*\)\s+)?(?:DATABASE|SYSTEM)|CREATE\s+DATABASE|ALTER\s+SYSTEM)\b",
+    re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def refused_in_a_function(definition: str) -> str | None:
+    """The first statement of ``definition`` that cannot run inside a function, as written; or None."""
+    found = _NOT_IN_A_FUNCTION.search(_COMMENT.sub(" ", definition))
+    return " ".join(found[1].split()) if found else None
 
 
 class MaintainIndexesSettings(JobSettings):
@@ -97,13 +112,15 @@ def _run_function(ctx: RunContext) -> Result:
             fix = _function_privilege_fix(ctx, settings.tables)
         raise JobFailed.from_database(ctx.job, error, context=context, fix=fix) from error
     return Result(summary={"mode": "function", "function": settings.function},
-                  report=f"ran {settings.function}()", rows_affected=0)
+                  report=f"ran {settings.function}()")
 
 
 def _run_native(ctx: RunContext) -> Result:
     settings: MaintainIndexesSettings = ctx.settings
     configured, invalid, leftovers = _native_plan(ctx)
     require_maintain(ctx.job, ctx.conn, configured + invalid + settings.tables, "REINDEX", owner_only=True)
+    if absent := missing(ctx.conn, settings.indexes):
+        ctx.log.warning("indexes_not_found", indexes=absent, fix=_MISSING_INDEX_FIX)
     for leftover in leftovers:
         ctx.log.warning("invalid_index_left", index=leftover, fix=f"DROP INDEX CONCURRENTLY {leftover}",
                         reason="left by a failed REINDEX CONCURRENTLY; rebuilding it would duplicate an index")
@@ -112,22 +129,25 @@ def _run_native(ctx: RunContext) -> Result:
         started = ctx.monotonic()
         try:
             ctx.conn.execute(_reindex(index))
-        except psycopg.Error:
+        except psycopg.Error as error:
             _drop_own_leftovers(ctx, before=set(leftovers))
+            if error.sqlstate == "23505" and (duplicates := duplicates_query(ctx.conn, index)):
+                raise JobFailed.from_database(ctx.job, error, context=f"rebuilding the unique index {index}",
+                                              fix=_duplicates_fix(index, duplicates)) from error
             raise
         rebuilt[index] = round((ctx.monotonic() - started) * 1000)
-    with failing_on_warnings(ctx.job, ctx.conn):
-        ctx.conn.execute(_analyze(settings.tables))
+    ctx.conn.execute(_analyze(settings.tables))
     summary: dict[str, Any] = {
         "mode": "native", "reindexed_ms": rebuilt, "invalid_rebuilt": invalid, "invalid_left": leftovers,
-        "analyzed": settings.tables,
+        "missing_indexes": absent, "analyzed": settings.tables,
     }
     report = "\n".join(
         [f"reindexed {index} concurrently in {ms} ms" for index, ms in rebuilt.items()]
+        + [f"not found, not reindexed: {index}" for index in absent]
         + [f"left invalid index {index} (drop it: DROP INDEX CONCURRENTLY {index})" for index in leftovers]
         + [f"analyzed {', '.join(settings.tables)}"]
     )
-    return Result(summary=summary, report=report, rows_affected=0)
+    return Result(summary=summary, report=report)
 
 
 def _drop_own_leftovers(ctx: RunContext, before: set[str]) -> None:
@@ -159,20 +179,38 @@ def dry_run(ctx: RunContext) -> Result:
     lines = [f"would run: {statement}" for statement in statements] + state + [
         f"  invalid index {index} on {table_name}" for index, table_name in invalid
     ]
-    return Result(summary=summary, report="\n".join(lines), rows_affected=0)
+    return Result(summary=summary, report="\n".join(lines))
+
+
+_MISSING_INDEX_FIX = "create it, or take it out of jobs.maintain_parlant_indexes.indexes"
+
+
+def _duplicates_fix(index: str, duplicates: str) -> str:
+    return (f"the index is unique and rows repeat its key: find them ({duplicates}), remove or change them,"
+            f" then REINDEX INDEX CONCURRENTLY {index}; or DROP INDEX CONCURRENTLY {index}")
+
+
+def _invalid_index_fix(ctx: RunContext, index: str) -> str:
+    if is_reindex_leftover(index):
+        return f"DROP INDEX CONCURRENTLY {index}"
+    if duplicates := duplicates_query(ctx.conn, index):
+        # A unique index is left invalid when its build met duplicates: rebuilding it meets them again.
+        return _duplicates_fix(index, duplicates)
+    return f"REINDEX INDEX CONCURRENTLY {index} (native mode rebuilds it)"
 
 
 def check(ctx: RunContext) -> list[Check]:
     settings: MaintainIndexesSettings = ctx.settings
     checks = [
-        Check(ctx.job, index, False, f"invalid index on {table_name}",
-              fix=f"DROP INDEX CONCURRENTLY {index}" if is_reindex_leftover(index)
-              else f"REINDEX INDEX CONCURRENTLY {index} (native mode rebuilds it)")
+        Check(ctx.job, index, False, f"invalid index on {table_name}", fix=_invalid_index_fix(ctx, index))
         for index, table_name in invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)
     ]
     if settings.mode == "function":
         return [*checks, _function_check(ctx)]
-    configured = [index for index in settings.indexes if index not in missing(ctx.conn, settings.indexes)]
+    absent = missing(ctx.conn, settings.indexes)
+    checks += [Check(ctx.job, index, False, "configured for native mode, does not exist", fix=_MISSING_INDEX_FIX)
+               for index in absent]
+    configured = [index for index in settings.indexes if index not in absent]
     if lacking := lacking_maintain(ctx.conn, configured, owner_only=True):
         checks.append(Check(ctx.job, ", ".join(lacking), False, f"role {ctx.conn.info.user} may not REINDEX",
                             fix=maintain_fix(ctx.conn, lacking)))
@@ -186,6 +224,9 @@ def _function_check(ctx: RunContext) -> Check:
     state = function_state(ctx.conn, settings.function)
     if state is None:
         return Check(ctx.job, subject, False, "function does not exist", fix=_NATIVE_FIX)
+    if refused := refused_in_a_function(state.definition):
+        return Check(ctx.job, subject, False, f"it runs {refused}, which PostgreSQL refuses inside a function"
+                     " (SQLSTATE 25001): every run would fail", fix=_NATIVE_FIX)
     if not state.executable:
         return Check(ctx.job, subject, False, f"role {role} may not execute it",
                      fix=f"GRANT EXECUTE ON FUNCTION {subject} TO {role}")

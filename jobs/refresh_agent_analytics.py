@@ -76,7 +76,7 @@ def run(ctx: RunContext) -> Result:
     report = f"refreshed {settings.view} ({mode.replace('_', ' ')}) in {summary['refresh_ms']} ms"
     if reason:
         report += f": not concurrently, because {reason}"
-    return Result(summary=summary, report=report, rows_affected=0)
+    return Result(summary=summary, report=report)
 
 
 def dry_run(ctx: RunContext) -> Result:
@@ -94,7 +94,7 @@ def dry_run(ctx: RunContext) -> Result:
         f"  {settings.view}: populated {state.populated}, unique index {state.unique_index or 'none'},"
         f" role may refresh {permitted}",
     ]
-    return Result(summary=summary, report="\n".join(lines), rows_affected=0)
+    return Result(summary=summary, report="\n".join(lines))
 
 
 def check(ctx: RunContext) -> list[Check]:

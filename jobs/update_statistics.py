@@ -10,7 +10,7 @@ from psycopg import sql
 from pydantic import Field
 
 from maintainer.catalog import PARLANT_TABLES, lacking_maintain, maintain_checks, require_maintain, table_stats
-from maintainer.db import failing_on_warnings, table
+from maintainer.db import table
 from maintainer.job import Check, Job, JobSettings, Result, RunContext
 
 
@@ -27,8 +27,7 @@ def run(ctx: RunContext) -> Result:
     settings: UpdateStatisticsSettings = ctx.settings
     require_maintain(ctx.job, ctx.conn, settings.tables, "ANALYZE", owner_only=False)
     before = table_stats(ctx.conn, settings.tables)
-    with failing_on_warnings(ctx.job, ctx.conn):
-        ctx.conn.execute(_statement(settings))
+    ctx.conn.execute(_statement(settings))
     after = table_stats(ctx.conn, settings.tables)
     tables = {
         name: {"last_analyze_before": before[name]["last_analyze"], "last_analyze_after": after[name]["last_analyze"]}
@@ -38,7 +37,7 @@ def run(ctx: RunContext) -> Result:
         f"analyzed {name}: last_analyze {entry['last_analyze_before'] or 'never'} -> {entry['last_analyze_after']}"
         for name, entry in tables.items()
     )
-    return Result(summary={"tables": tables}, report=report, rows_affected=0)
+    return Result(summary={"tables": tables}, report=report)
 
 
 def dry_run(ctx: RunContext) -> Result:
@@ -53,7 +52,7 @@ def dry_run(ctx: RunContext) -> Result:
         for name, entry in stats.items()
     ]
     summary = {"statements": [statement], "tables": stats, "not_permitted": not_permitted}
-    return Result(summary=summary, report="\n".join(lines), rows_affected=0)
+    return Result(summary=summary, report="\n".join(lines))
 
 
 def check(ctx: RunContext) -> list[Check]:

@@ -32,6 +32,18 @@ def missing(conn: Conn, names: list[str]) -> list[str]:
     return [name for name in names if conn.execute(query, (quoted(conn, name),)).fetchone() == (None,)]
 
 
+def resolved(conn: Conn, names: list[str]) -> dict[str, str | None]:
+    """Relation names as a statement writes them (folded to lower case unless quoted, on the search path), as
+    ``schema.name`` the other functions here take; None for those that do not exist."""
+    found: dict[str, str | None] = {}
+    for name in names:
+        row = conn.execute("SELECT n.nspname || '.' || c.relname FROM pg_class AS c"
+                           " JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+                           (name,)).fetchone()
+        found[name] = row[0] if row else None
+    return found
+
+
 def lacking_maintain(conn: Conn, names: list[str], *, owner_only: bool) -> list[str]:
     """The relations the connected role may not maintain.
 
@@ -134,6 +146,22 @@ def invalid_indexes(conn: Conn, table_prefix: str) -> list[tuple[str, str]]:
     return [(index, table_name) for index, table_name in rows]
 
 
+def duplicates_query(conn: Conn, index: str) -> str | None:
+    """For a unique index: the query that lists the rows its key repeats (a rebuild fails on them with
+    SQLSTATE 23505 until they are gone). None for an index that is not unique."""
+    row = conn.execute(
+        "SELECT i.indrelid::regclass::text, ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)"
+        "  FROM generate_series(1, i.indnkeyatts) AS k) FROM pg_index AS i"
+        " WHERE i.indexrelid = to_regclass(%s) AND i.indisunique",
+        (quoted(conn, index),),
+    ).fetchone()
+    if row is None:
+        return None
+    table_name, columns = row[0], ", ".join(row[1])
+    # Text for the operator to run, never run here.
+    return f"SELECT {columns}, count(*) FROM {table_name} GROUP BY {columns} HAVING count(*) > 1"  # noqa: S608
+
+
 def is_reindex_leftover(index: str) -> bool:
     """A failed REINDEX CONCURRENTLY leaves ``<index>_ccnew`` (or ``_ccold``); rebuilding it would duplicate."""
     stem = index.rstrip("0123456789")
@@ -168,13 +196,14 @@ def matview_state(conn: Conn, name: str) -> MatviewState | None:
 class FunctionState:
     executable: bool  # the role has EXECUTE
     security_definer: bool  # runs with its owner's privileges rather than the caller's
+    definition: str  # its CREATE FUNCTION statement
 
 
 def function_state(conn: Conn, name: str) -> FunctionState | None:
     """``name()``, taking no arguments: None when it does not exist."""
     signature = sql.SQL("{}()").format(table(name)).as_string(conn)
     row = conn.execute(
-        "SELECT has_function_privilege(p.oid, 'EXECUTE'), p.prosecdef FROM pg_proc AS p"
+        "SELECT has_function_privilege(p.oid, 'EXECUTE'), p.prosecdef, pg_get_functiondef(p.oid) FROM pg_proc AS p"
         " WHERE p.oid = to_regprocedure(%s)",
         (signature,),
     ).fetchone()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import urllib.request
 from collections.abc import Sequence
@@ -88,7 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         json_logs = settings.log_format == "json" or (settings.log_format == "auto" and not stream.isatty())
         if args.command == "run":
             settings.require_database_url()
-            return Daemon(settings).run()
+            daemon = Daemon(settings)
+            code = daemon.run()
+            if daemon.abandoned:
+                # A run stuck on a frozen server would hold the interpreter's exit (its thread is not a daemon
+                # thread): leave without it, scheduler_stopped already logged.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            return code
         if args.command == "healthcheck":
             return _healthcheck(settings)
         if args.command == "status":

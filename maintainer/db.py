@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.errors import Diagnostic
 
-from maintainer.errors import JobFailed
 from maintainer.job import milliseconds
 
 if TYPE_CHECKING:
@@ -59,28 +55,3 @@ def connect(
 def table(name: str) -> sql.Identifier:
     """A table or view name from configuration, optionally schema-qualified (``public.parlant_event``)."""
     return sql.Identifier(*name.split("."))
-
-
-@contextmanager
-def failing_on_warnings(job: str, conn: psycopg.Connection[Any]) -> Iterator[None]:
-    """Turn a WARNING the server sends while the block runs into JobFailed.
-
-    VACUUM and ANALYZE report a table they skipped (no privilege) with a WARNING, not an error:
-    maintenance that PostgreSQL did not do must not be logged as done.
-    """
-    warnings: list[tuple[str | None, str | None, str | None]] = []
-
-    def keep(diagnostic: Diagnostic) -> None:
-        # The diagnostic lives only during this callback: copy what the error will need.
-        if diagnostic.severity_nonlocalized == "WARNING":
-            fix = diagnostic.message_hint or diagnostic.message_detail
-            warnings.append((diagnostic.message_primary, diagnostic.sqlstate, fix))
-
-    conn.add_notice_handler(keep)
-    try:
-        yield
-    finally:
-        conn.remove_notice_handler(keep)
-    if warnings:
-        message, sqlstate, fix = warnings[0]
-        raise JobFailed(job, f"PostgreSQL warned: {message}", sqlstate=sqlstate, fix=fix)

@@ -65,6 +65,17 @@ class JobSettings(BaseModel):
 
 
 @dataclass
+class RowCount:
+    """Rows a run has changed and committed, over all its attempts: a job adds them as it commits, and the
+    history, the log and the metrics report the total, whether the run succeeded or not."""
+
+    total: int = 0
+
+    def add(self, rows: int) -> None:
+        self.total += rows
+
+
+@dataclass
 class RunContext:
     """Everything one run of a job may use. The job never opens connections or reads the clock itself."""
 
@@ -79,6 +90,7 @@ class RunContext:
     # The summary of this job's last run that did all its work (succeeded, not stopped early), from the run
     # history; None without one, or without a history.
     last_complete: dict[str, Any] | None = None
+    rows: RowCount = field(default_factory=RowCount)
 
 
 @dataclass
@@ -87,7 +99,6 @@ class Result:
 
     summary: dict[str, Any]
     report: str
-    rows_affected: int | None = None
     stop_reason: str | None = None  # "shutdown" when the run stopped early because it was asked to
 
 
@@ -115,6 +126,7 @@ class Job:
     run: Callable[[RunContext], Result]
     dry_run: Callable[[RunContext], Result]
     check: Callable[[RunContext], list[Check]]
+    deletes_rows: bool = False  # the rows it counts are deleted rows: maintainer_rows_deleted_total counts them
 
     @property
     def settings_key(self) -> str:

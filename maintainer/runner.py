@@ -21,9 +21,10 @@ from maintainer import metrics
 from maintainer.db import connect
 from maintainer.errors import JobFailed, LockHeld, MaintainerError
 from maintainer.history import History, RunRecord
-from maintainer.job import Clock, Job, Result, RunContext
+from maintainer.job import Clock, Job, Result, RowCount, RunContext
 from maintainer.locking import try_lock, unlock
 from maintainer.logs import get_logger
+from maintainer.notices import watching
 from maintainer.settings import RetrySettings, Settings
 
 
@@ -49,6 +50,9 @@ class Run:
         }
 
 
+CANCEL_TIMEOUT = 2.0  # seconds: a server that does not take the cancel request by then will not take it
+
+
 @dataclass
 class RunControl:
     """How the scheduler stops a run: first by asking (``stop``), then by cancelling its query on the server."""
@@ -57,10 +61,16 @@ class RunControl:
     cancelled: bool = False
     conn: psycopg.Connection[Any] | None = None
 
-    def cancel(self) -> None:
+    def cancel(self) -> bool:
+        """Ask the server to cancel the run's query; False when the server did not take the request in time."""
         self.cancelled = True
-        if self.conn is not None:
-            self.conn.cancel_safe()
+        if self.conn is None:
+            return True
+        try:
+            self.conn.cancel_safe(timeout=CANCEL_TIMEOUT)
+        except psycopg.Error:  # CancellationTimeout, or the server is gone: nothing more to ask of it
+            return False
+        return True
 
 
 class Cancelled(MaintainerError):
@@ -74,6 +84,7 @@ class _Progress:
     attempts: int = 0
     locked_at: datetime | None = None  # when the run first held its lock: history's started_at
     work_ended_at: datetime | None = None  # when its work ended, before the lock was released
+    rows: RowCount = field(default_factory=RowCount)  # committed by every attempt
 
 
 def run_job(
@@ -127,9 +138,11 @@ def run_job(
                     job=job.name, run_id=run_id, conn=conn, settings=job_settings, clock=clock, log=log,
                     monotonic=monotonic, stop=control.stop,
                     last_complete=history.last_complete(conn, job.name) if history else None,
+                    rows=progress.rows,
                 )
                 try:
-                    result = job.dry_run(context) if dry_run else job.run(context)
+                    with watching(job.name, conn, log):
+                        result = job.dry_run(context) if dry_run else job.run(context)
                 finally:
                     progress.work_ended_at = clock()
                 if dry_run:
@@ -154,12 +167,14 @@ def run_job(
             return duration_ms
         metrics.RUNS.labels(job.name, status).inc()
         metrics.DURATION.labels(job.name).observe(duration_ms / 1000)
+        if job.deletes_rows:
+            metrics.ROWS_DELETED.labels(job.name).inc(progress.rows.total)
         if status == "succeeded":
             metrics.LAST_SUCCESS.labels(job.name).set(clock().timestamp())
         if history is not None:
             history.record(RunRecord(
                 job.name, run_id, progress.locked_at or started_at, progress.work_ended_at or clock(), status,
-                progress.attempts, fields.get("rows_affected"), fields.get("sqlstate"), fields.get("error"),
+                progress.attempts, progress.rows.total, fields.get("sqlstate"), fields.get("error"),
                 fields.get("stop_reason"), fields.get("result"),
             ))
         return duration_ms
@@ -171,28 +186,25 @@ def run_job(
         log.info("job_skipped", reason=skipped.reason, duration_ms=elapsed_ms())
         raise
     except Cancelled as error:
-        log.warning("job_cancelled", duration_ms=finish("cancelled", error=str(error)), attempts=progress.attempts)
+        log.warning("job_cancelled", duration_ms=finish("cancelled", error=str(error)), attempts=progress.attempts,
+                    rows_affected=progress.rows.total)
         raise
     except MaintainerError as error:
         sqlstate = getattr(error, "sqlstate", None)
         duration_ms = finish("failed", sqlstate=sqlstate, error=str(error))
         cause = error.__cause__ or error
         log.error("job_failed", duration_ms=duration_ms, attempts=progress.attempts, error_type=type(cause).__name__,
-                  sqlstate=sqlstate, error=str(error))
+                  sqlstate=sqlstate, error=str(error), rows_affected=progress.rows.total)
         raise
     except Exception as error:
         duration_ms = finish("failed", error=f"{type(error).__name__}: {error}")
         log.exception("job_failed", duration_ms=duration_ms, attempts=progress.attempts,
-                      error_type=type(error).__name__, error=str(error))
+                      error_type=type(error).__name__, error=str(error), rows_affected=progress.rows.total)
         raise
-    if not dry_run and "rows_deleted" in result.summary:
-        metrics.ROWS_DELETED.labels(job.name).inc(result.summary["rows_deleted"])
     if result.stop_reason == "shutdown":
-        log.warning("job_cancelled", duration_ms=finish("cancelled", rows_affected=result.rows_affected),
-                    attempts=progress.attempts, **result.summary)
+        log.warning("job_cancelled", duration_ms=finish("cancelled"), attempts=progress.attempts, **result.summary)
     else:
-        duration_ms = finish("succeeded", rows_affected=result.rows_affected, stop_reason=result.stop_reason,
-                             result=result.summary)
+        duration_ms = finish("succeeded", stop_reason=result.stop_reason, result=result.summary)
         retried = {"attempts": progress.attempts} if progress.attempts > 1 else {}
         log.info("job_succeeded", duration_ms=duration_ms, **retried, **result.summary)
     return Run(job.name, run_id, dry_run, started_at, elapsed_ms(), result)

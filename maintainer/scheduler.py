@@ -34,7 +34,10 @@ from maintainer.runner import RunControl, run_job, utc_now
 from maintainer.schedule import expected_interval, last_fire_time, next_fire_times
 from maintainer.settings import Settings
 
-_CANCEL_WAIT = timedelta(seconds=5)  # after cancelling its query, how long a run gets to wind down
+_CANCEL_WAIT = timedelta(seconds=3)  # after cancelling its query, how long a run gets to wind down
+# SIGHUP (a closed terminal; "reload" to most supervisors) stops the daemon as SIGTERM does: the configuration
+# is read at start, so a supervisor's reload is a restart.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def overdue_jobs(
@@ -71,12 +74,17 @@ class Daemon:
         self._triggers = {name: settings.trigger(name) for name in self._jobs}
         self._running: dict[str, RunControl] = {}
         self._running_changed = threading.Condition()
+        self._signal: str | None = None
         self._last_success: dict[str, datetime] = {}
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT; returns the exit code (0)."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda received, frame: self.stopping.set())
+        """Run until SIGTERM, SIGINT or SIGHUP; returns the exit code (0).
+
+        Bounded whatever the server does: after the signal, ``shutdown_grace`` for the running job, at most
+        2 s for the server to take the cancel request and 3 s for the run to wind down; a run that is still
+        stuck then (its server frozen) is left behind, and the caller exits the process without it."""
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
         now = self.clock()
         self.log.info("scheduler_started", config=self._effective_config(), jobs={
             name: {"schedule": self.settings.job_settings(name).schedule,
@@ -90,13 +98,23 @@ class Daemon:
         scheduler = self._build_scheduler()
         scheduler.start()
         self.stopping.wait()
-        self.log.info("scheduler_stopping", running=sorted(self._running))
+        self.log.info("scheduler_stopping", signal=self._signal, running=sorted(self._running))
         scheduler.shutdown(wait=False)
         self._stop_running_jobs()
         self.log.info("scheduler_stopped", uptime_s=round((self.clock() - self.started_at).total_seconds()))
         if server is not None:
             server.shutdown()
         return 0
+
+    def _on_signal(self, received: int, frame: object) -> None:
+        self._signal = signal.Signals(received).name
+        self.stopping.set()
+
+    @property
+    def abandoned(self) -> list[str]:
+        """Jobs whose run had not ended when the daemon stopped waiting for it."""
+        with self._running_changed:
+            return sorted(self._running)
 
     def _serve_http(self) -> ThreadingHTTPServer | None:
         host, port = self.settings.http_host, self.settings.http_port
@@ -199,11 +217,19 @@ class Daemon:
         with self._running_changed:
             for control in self._running.values():
                 control.stop.set()
-            if not self._running_changed.wait_for(lambda: not self._running, timeout=grace):
-                for name, control in self._running.items():
-                    self.log.warning("job_cancelling", job=name, reason="shutdown_grace expired")
-                    control.cancel()
-                self._running_changed.wait_for(lambda: not self._running, timeout=_CANCEL_WAIT.total_seconds())
+            if self._running_changed.wait_for(lambda: not self._running, timeout=grace):
+                return
+            running = list(self._running.items())
+        # Outside the lock: a cancel request may take its whole timeout, and the run must be free to end meanwhile.
+        for name, control in running:
+            self.log.warning("job_cancelling", job=name, reason="shutdown_grace expired")
+            if not control.cancel():
+                self.log.warning("job_cancel_failed", job=name, reason="the server did not take the cancel request")
+        with self._running_changed:
+            if not self._running_changed.wait_for(lambda: not self._running, timeout=_CANCEL_WAIT.total_seconds()):
+                for name in self._running:
+                    self.log.error("job_abandoned", job=name, reason="its run did not end after the cancel; the"
+                                   " server releases its lock when it notices the connection closed")
 
     def _heartbeat(self) -> None:
         self.last_heartbeat = self.clock()

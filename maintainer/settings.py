@@ -67,8 +67,9 @@ class SchedulerSettings(BaseModel):
 
     timezone: TimeZoneName = "UTC"  # the zone cron schedules are read in
     heartbeat_interval: Duration = timedelta(seconds=60)
-    # Kubernetes kills a pod 30 s after SIGTERM by default: finish or cancel the running job before that.
-    shutdown_grace: Duration = timedelta(seconds=25)
+    # Kubernetes kills a pod 30 s after SIGTERM by default: finish or cancel the running job before that
+    # (after the grace, up to 2 s for the cancel request and 3 s for the run to end: 25 s in all).
+    shutdown_grace: Duration = timedelta(seconds=20)
     # A run missed by at most this much (the process was paused, the host slept) still happens, once.
     misfire_grace_time: Duration = timedelta(minutes=10)
     overdue_grace: Duration = timedelta(hours=1)
@@ -130,20 +131,6 @@ class Settings(BaseSettings):
         # MAINTAINER_DATABASE_URL= (a compose ${VAR} left unset) must not mean libpq's local defaults.
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("database_url")
-    @classmethod
-    def _parseable_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return value
-        try:
-            ports = str(conninfo_to_dict(value.get_secret_value()).get("port") or "5432")
-        except psycopg.Error:
-            ports = ""
-        # libpq only finds a bad port when it connects; refuse it here, with the other bad settings.
-        if not all(port.isdigit() and 0 < int(port) < 65536 for port in ports.split(",")):
-            raise ValueError("is not a PostgreSQL URL (postgresql://user@host:5432/dbname)")
-        return value
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -180,24 +167,70 @@ class Settings(BaseSettings):
         )
 
 
+def database_url_source(flag: str | None) -> tuple[str | None, str]:
+    """The database URL and where it comes from, the first that is set and not empty, in this order:
+    ``--database-url`` (``flag``), MAINTAINER_DATABASE_URL, DATABASE_URL, the file MAINTAINER_DATABASE_URL_FILE
+    names. Otherwise (None, ...): the configuration file's ``database_url``, or libpq's own environment."""
+    if flag and flag.strip():
+        return flag, "--database-url"
+    for name in ("MAINTAINER_DATABASE_URL", "DATABASE_URL"):
+        if (value := os.environ.get(name)) and value.strip():
+            return value, name
+    if url_file := os.environ.get(URL_FILE_ENV):
+        source = f"the file {URL_FILE_ENV}={url_file}"
+        try:
+            url = Path(url_file).read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"{URL_FILE_ENV}={url_file}: cannot read it: {error.strerror}") from None
+        if not url:
+            raise ConfigError(f"{URL_FILE_ENV}={url_file}: the file is empty (a secret never filled in?)")
+        return url, source
+    return None, "database_url in the configuration file"
+
+
+# Connection options libpq reads as whole numbers, and only when it connects: refused here instead.
+_NUMERIC_OPTIONS = ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                    "tcp_user_timeout")
+_ENCODE = "percent-encode @ : / ? # in the password (%40 %3A %2F %3F %23)"
+
+
+def check_database_url(url: str, source: str) -> None:
+    """ConfigError naming ``source`` and the part that is wrong; no part of the URL is ever quoted, since a
+    password with a character it should have encoded ends up in the host, the port or an option."""
+    if "://" in url and url.split("://", 1)[1].split("?", 1)[0].count("@") > 1:
+        raise ConfigError(f"the database URL from {source} has more than one @ before its host: {_ENCODE}")
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as error:
+        option = re.search(r'(?:option|parameter) "(\w+)"', str(error))
+        what = f"its option {option[1]} is malformed" if option else "it cannot be parsed"
+        raise ConfigError(f"the database URL from {source}: {what}; write it as postgresql://user:password@host:5432/"
+                          f"dbname?option=value, and {_ENCODE}") from None
+    for port in str(params.get("port") or "5432").split(","):
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"the database URL from {source}: its port is not a number from 1 to 65535; {_ENCODE}")
+    for name in _NUMERIC_OPTIONS:
+        if name in params and not str(params[name]).strip().isdigit():
+            raise ConfigError(f"the database URL from {source}: {name} must be a whole number, got"
+                              f" {str(params[name])[:20]!r}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate all settings, or raise ConfigError naming each bad field and what it accepts."""
     if (user_file := os.environ.get(CONFIG_ENV)) and not Path(user_file).is_file():
         raise ConfigError(f"{CONFIG_ENV}={user_file}: no such file")
-    url_named = any(os.environ.get(name) for name in ("MAINTAINER_DATABASE_URL", "DATABASE_URL"))
-    if (url_file := os.environ.get(URL_FILE_ENV)) and overrides.get("database_url") is None and not url_named:
-        try:
-            overrides["database_url"] = Path(url_file).read_text().strip()
-        except OSError as error:
-            raise ConfigError(f"{URL_FILE_ENV}={url_file}: cannot read it: {error.strerror}") from None
-        if not overrides["database_url"]:
-            raise ConfigError(f"{URL_FILE_ENV}={url_file}: the file is empty (a secret never filled in?)")
+    url, source = database_url_source(overrides.pop("database_url", None))
+    if url is not None:
+        overrides["database_url"] = url  # the constructor's own value wins over the environment's
     try:
-        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+        settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"configuration file is not valid TOML: {error}") from None
     except ValidationError as error:
         raise ConfigError("invalid settings:\n" + "\n".join(_describe(e) for e in error.errors())) from None
+    if settings.database_url is not None:
+        check_database_url(settings.database_url.get_secret_value(), source)
+    return settings
 
 
 def _describe(error: Any) -> str:

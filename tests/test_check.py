@@ -218,6 +218,42 @@ def test_invalid_index_fails_naming_it_with_a_reindex_fix_and_is_left_invalid(
     assert failed.fix is not None
     assert f"REINDEX INDEX CONCURRENTLY {invalid_index}" in failed.fix
     assert not is_valid_index(conn, invalid_index)
+    # It is unique and its build met duplicates: a rebuild alone would meet them again (23505). The fix
+    # says how to find them, and the query it gives does.
+    duplicates = failed.fix.split("find them (", 1)[1].split("), remove", 1)[0]
+    assert conn.execute(duplicates).fetchall() == [("customer_message", 2)]
+
+
+def test_a_function_that_runs_reindex_concurrently_fails_check_and_readiness_before_its_first_run(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    # The troubleshooting guide's function, as the real database has it.
+    conn.execute("""
+        CREATE OR REPLACE FUNCTION maintain_parlant_indexes() RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+          REINDEX INDEX CONCURRENTLY parlant_event_created_at_idx;
+          ANALYZE parlant_session;
+          RAISE NOTICE 'Parlant index maintenance completed';
+        END $$""")
+
+    result = check(database_url)
+
+    assert result.returncode == 1
+    [failed] = failures(result.stdout)
+    assert (failed.job, failed.subject) == ("maintain-parlant-indexes", "maintain_parlant_indexes()")
+    assert "REINDEX INDEX CONCURRENTLY, which PostgreSQL refuses inside a function" in failed.detail
+    assert failed.fix is not None and 'mode = "native"' in failed.fix
+
+
+def test_native_mode_fails_check_for_a_configured_index_that_does_not_exist(database_url: str) -> None:
+    indexes = '["parlant_event_pkey", "parlant_event_gone_idx"]'
+    result = check(database_url, MAINTAINER_JOBS__MAINTAIN_PARLANT_INDEXES__MODE="native",
+                   MAINTAINER_JOBS__MAINTAIN_PARLANT_INDEXES__INDEXES=indexes)
+
+    assert result.returncode == 1
+    [failed] = failures(result.stdout)
+    assert (failed.subject, failed.detail) == ("parlant_event_gone_idx", "configured for native mode, does not exist")
+    assert failed.fix == "create it, or take it out of jobs.maintain_parlant_indexes.indexes"
 
 
 def test_role_owning_nothing_fails_for_each_table_and_the_view_with_the_privilege_fix(

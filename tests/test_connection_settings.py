@@ -175,3 +175,19 @@ def test_sslmode_require_reaches_libpq_and_fails_against_a_server_without_ssl(da
     [failed] = named(json_lines(result.stderr), "job_failed", job="cleanup-old-events")
     assert "SSL" in failed["error"]
     assert "SSL" in result.stderr.splitlines()[-1]  # the closing one-line message an operator reads first
+
+
+@pytest.mark.parametrize(("query", "named"), [
+    ({"connect_timeout": "abc"}, "connect_timeout must be a whole number"),
+    ({"keepalives_idle": "soon"}, "keepalives_idle must be a whole number"),
+])
+def test_check_refuses_a_url_with_a_malformed_option_with_exit_2_naming_it_and_its_source(
+    database_url: str, query: dict[str, str], named: str
+) -> None:
+    result = maintainer("check", MAINTAINER_DATABASE_URL=url(database_url, **query))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert named in result.stderr
+    assert "from MAINTAINER_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr

@@ -254,6 +254,27 @@ def test_a_failed_native_rebuild_drops_the_invalid_copy_it_made(
     indexes = {row[0] for row in conn.execute("SELECT indexrelid::regclass::text FROM pg_index")}
     assert "parlant_event_type_uniq" in indexes
     assert "parlant_event_type_uniq_ccnew" not in indexes
+    # The fix can work: find the repeated keys first (the query it names lists them), then rebuild.
+    assert failure.value.fix is not None
+    assert "SELECT event_type, count(*) FROM parlant_event GROUP BY event_type HAVING count(*) > 1" in failure.value.fix
+
+
+def test_native_mode_names_configured_indexes_that_do_not_exist_and_reindexes_the_others(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    before = relfilenode(conn, "parlant_event_pkey")
+    stream = io.StringIO()
+    logs.configure("json", stream=stream)
+
+    done = run(database_url, "maintain-parlant-indexes", mode="native",
+               indexes=["parlant_event_pkey", "parlant_event_gone_idx"])
+
+    assert relfilenode(conn, "parlant_event_pkey") != before
+    assert done.result.summary["missing_indexes"] == ["parlant_event_gone_idx"]
+    assert "not found, not reindexed: parlant_event_gone_idx" in done.result.report
+    [warning] = [line for line in map(json.loads, stream.getvalue().splitlines())
+                 if line["event"] == "indexes_not_found"]
+    assert (warning["level"], warning["indexes"]) == ("warning", ["parlant_event_gone_idx"])
 
 
 def test_native_mode_leaves_a_failed_reindex_copy_for_the_operator_to_drop(

@@ -22,7 +22,7 @@ import pytest
 from psycopg.rows import dict_row
 
 import jobs
-from maintainer import logs
+from maintainer import logs, metrics
 from maintainer.errors import JobFailed, LockHeld
 from maintainer.history import History, RunRecord
 from maintainer.job import Job
@@ -205,7 +205,7 @@ def test_permanent_failure_is_not_retried(database_url: str, conn: psycopg.Conne
     (failed,) = log.named("job_failed")
     assert (failed["attempts"], failed["sqlstate"], failed["error_type"]) == (1, "42P01", "UndefinedTable")
     assert history_rows(conn, "broken") == [
-        {"status": "failed", "attempts": 1, "rows_affected": None, "sqlstate": "42P01", "error": str(failure.value)}
+        {"status": "failed", "attempts": 1, "rows_affected": 0, "sqlstate": "42P01", "error": str(failure.value)}
     ]
     assert 'relation "no_such_table" does not exist' in str(failure.value)
 
@@ -480,3 +480,70 @@ def test_a_history_table_of_an_earlier_version_gains_the_result_columns_and_reco
         assert history.last_complete(reader, CLEANUP.name) == json.loads(json.dumps(run.result.summary))
     rows = conn.execute("SELECT host, result IS NULL FROM maintainer.run_history ORDER BY id").fetchall()
     assert rows == [("old", True), (rows[1][0], False)]
+
+
+# Counts across attempts
+
+
+def slow_cleanup(database_url: str, **retry: Any) -> Settings:
+    """A cleanup of 40 rows in batches of 2, a pause after each: it is still deleting when it is killed."""
+    return load_settings(database_url=database_url, retry={**FAST_RETRIES, **retry}, jobs={
+        "cleanup_old_events": {"batch_size": 2, "pause_between_batches": "100ms", "path": "walk"}})
+
+
+def kill_after_some_deletes(conn: psycopg.Connection[Any], total: int) -> int:
+    """Terminate the cleanup's backend once it has deleted some rows but not all; the rows it had deleted."""
+    wait_for(lambda: conn.execute("SELECT count(*) < %s - 4 FROM parlant_event", (total,)).fetchone() == (True,),
+             20, "the cleanup to delete a few rows")
+    (pid,) = wait_for(lambda: conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'maintainer:cleanup-old-events'").fetchone(),
+        10, "the cleanup's backend")
+    assert conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone() == (True,)
+    row = conn.execute("SELECT %s - count(*) FROM parlant_event", (total,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_retried_cleanup_reports_the_rows_every_attempt_deleted(
+    database_url: str, conn: psycopg.Connection[Any], log: LogLines
+) -> None:
+    for _ in range(20):
+        add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
+    settings = slow_cleanup(database_url, max_attempts=3)
+    deleted_before = metrics.ROWS_DELETED.labels(CLEANUP.name)._value.get()
+    background = in_background(settings, CLEANUP, clock=fixed_clock, retry=settings.retry,
+                               history=History(settings))
+
+    first_attempt = kill_after_some_deletes(conn, 40)
+    run = background.result(60)
+
+    assert event_ids(conn) == set()
+    assert 0 < first_attempt < 40
+    (succeeded,) = log.named("job_succeeded")
+    reported = succeeded["rows_deleted"]
+    # A batch whose commit the killed backend never got to report (at most one, of 2 rows) goes uncounted:
+    # a count may fall short of the work, never exceed it.
+    assert 40 - 2 <= reported <= 40
+    assert (succeeded["attempts"], run.result.summary["rows_deleted"]) == (2, reported)
+    assert [(row["status"], row["rows_affected"]) for row in history_rows(conn, CLEANUP.name)] == [
+        ("succeeded", reported)]
+    assert metrics.ROWS_DELETED.labels(CLEANUP.name)._value.get() - deleted_before == reported
+
+
+def test_a_failed_cleanup_records_the_rows_it_deleted_before_it_failed(
+    database_url: str, conn: psycopg.Connection[Any], log: LogLines
+) -> None:
+    for _ in range(20):
+        add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
+    settings = slow_cleanup(database_url)
+    background = in_background(settings, CLEANUP, clock=fixed_clock, history=History(settings))  # no retries
+
+    deleted = kill_after_some_deletes(conn, 40)
+    with pytest.raises(JobFailed):
+        background.result(60)
+
+    (failed,) = log.named("job_failed")
+    assert deleted - 2 <= failed["rows_affected"] <= deleted  # at most one unreported batch, as above
+    assert failed["rows_affected"] > 0
+    assert [(row["status"], row["rows_affected"]) for row in history_rows(conn, CLEANUP.name)] == [
+        ("failed", failed["rows_affected"])]

@@ -12,7 +12,6 @@ import pytest
 
 import jobs
 from maintainer import logs
-from maintainer.db import failing_on_warnings
 from maintainer.errors import JobFailed
 from maintainer.job import Result, RunContext
 from maintainer.runner import run_job
@@ -84,13 +83,33 @@ def test_failure_is_logged_with_sqlstate_and_error_type(database_url: str) -> No
     assert failed["timestamp"].endswith("Z")
 
 
-def test_a_server_warning_during_maintenance_fails_the_job(conn: psycopg.Connection[Any]) -> None:
-    # What VACUUM and ANALYZE do when they skip a table: a WARNING, and the statement "succeeds".
-    with pytest.raises(JobFailed) as failure, failing_on_warnings("update-statistics", conn):
-        conn.execute("""DO $$ BEGIN
-            RAISE WARNING 'skipping "parlant_event" --- only table or database owner can analyze it'
-            USING HINT = 'run as the owner';
-        END $$""")
+def custom(database_url: str, name: str, sql: str | list[str], **options: Any) -> Settings:
+    return load_settings(database_url=database_url, custom_jobs={name: {"schedule": "@daily", "sql": sql, **options}})
 
-    assert 'PostgreSQL warned: skipping "parlant_event"' in str(failure.value)
-    assert failure.value.fix == "run as the owner"
+
+@pytest.mark.parametrize("statement", ["VACUUM (ANALYZE) parlant_event", "ANALYZE parlant_agent, parlant_event"])
+def test_a_custom_job_whose_work_the_server_skipped_fails_with_the_warning_and_the_fix(
+    other_role_url: str, statement: str
+) -> None:
+    # The role may read and write the tables but owns none: VACUUM and ANALYZE skip them with a WARNING.
+    settings = custom(other_role_url, "custom-maintenance", statement, autocommit=True)
+
+    with pytest.raises(JobFailed) as failure:
+        run_job(settings, jobs.get("custom-maintenance", settings))
+
+    message = str(failure.value)
+    assert "PostgreSQL warned: " in message and "skipping" in message and "parlant_" in message
+    assert failure.value.fix is not None
+    assert ("GRANT MAINTAIN ON" in failure.value.fix) or ("connect as the owner of" in failure.value.fix)
+
+
+def test_notices_are_logged_and_do_not_fail_the_job(database_url: str) -> None:
+    settings = custom(database_url, "noisy", "DO $$ BEGIN RAISE NOTICE 'index maintenance completed'; END $$")
+    stream = io.StringIO()
+    logs.configure("json", stream=stream)
+
+    run_job(settings, jobs.get("noisy", settings))
+
+    notices = [line for line in map(json.loads, stream.getvalue().splitlines()) if line["event"] == "server_notice"]
+    assert [(line["message"], line["level"], line["job"]) for line in notices] == [
+        ("index maintenance completed", "info", "noisy")]

@@ -193,15 +193,37 @@ def test_database_password_stays_out_of_errors_about_other_settings(monkeypatch:
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "named"),
     [
-        pytest.param(f"host=db.internal password={PASSWORD} dbname='parlant", id="unterminated-quote"),
-        pytest.param(f"postgresql://maintainer:{PASSWORD}@db.internal:5432/parlant?sslmode", id="option-without-value"),
-        pytest.param(f"postgresql://maintainer:{PASSWORD}@db.internal:notaport/parlant", id="port-not-a-number"),
+        pytest.param(f"host=db.internal password={PASSWORD} dbname='parlant", "cannot be parsed",
+                     id="unterminated-quote"),
+        pytest.param(f"postgresql://maintainer:{PASSWORD}@db.internal:5432/parlant?sslmode", "cannot be parsed",
+                     id="option-without-value"),
+        pytest.param(f"postgresql://maintainer:{PASSWORD}@db.internal:notaport/parlant", "its port",
+                     id="port-not-a-number"),
+        # An unencoded @ in the password: libpq would take the password's tail for the host name.
+        pytest.param(f"postgresql://maintainer:{PASSWORD}@PW-4711@db.internal/parlant", "more than one @",
+                     id="at-sign-in-the-password"),
+        # An unencoded / ends the host part inside the password: its first half becomes host and port.
+        pytest.param("postgresql://maintainer:Sekret/PW-4711@db.internal/parlant", "its port",
+                     id="slash-in-the-password"),
+        pytest.param(f"postgresql://maintainer:{PASSWORD}@db.internal/parlant?connect_timeout=abc",
+                     "connect_timeout must be a whole number", id="connect-timeout-not-a-number"),
     ],
 )
-def test_malformed_database_url_is_refused_without_echoing_the_password(url: str) -> None:
-    message = config_error(database_url=url)
+def test_malformed_database_url_is_refused_naming_where_it_came_from_and_no_part_of_the_password(
+    url: str, named: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url_file = tmp_path / "database-url"
+    url_file.write_text(url)
+    messages = {"--database-url": config_error(database_url=url)}
+    for source in ("MAINTAINER_DATABASE_URL", "DATABASE_URL", "MAINTAINER_DATABASE_URL_FILE"):
+        with monkeypatch.context() as environment:
+            environment.setenv(source, str(url_file) if source.endswith("_FILE") else url)
+            messages[source] = config_error()
 
-    assert "database_url" in message
-    assert PASSWORD not in message
+    for source, message in messages.items():
+        assert f"the database URL from {'the file ' if source.endswith('_FILE') else ''}{source}" in message
+        assert named in message
+        for secret in (PASSWORD, "PW-4711", "Sekret"):
+            assert secret not in message
