@@ -104,6 +104,7 @@ class Server:
         self.drop(name)
         with self.admin() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("ALTER DATABASE {} SET timezone TO 'UTC'").format(sql.Identifier(name)))
         with psycopg.connect(self.url_for(name)) as conn:
             create_schema(conn)
             add_synthetic_data(conn, events=events, now=now, seed=SEED, days=days, time_ordered=time_ordered)
@@ -122,7 +123,7 @@ class Server:
         return Template(name, events, now, cutoff, row[0], time.monotonic() - started)
 
     def copy(self, template: Template, name: str) -> str:
-        """A new database copied from the template; its URL."""
+        """A new database copied from the template, its time zone UTC like the data's; its URL."""
         self.drop(name)
         with self.admin() as conn:
             create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -132,6 +133,7 @@ class Server:
                 # servers only copy files).
                 create += sql.SQL(" STRATEGY FILE_COPY")
             conn.execute(create)
+            conn.execute(sql.SQL("ALTER DATABASE {} SET timezone TO 'UTC'").format(sql.Identifier(name)))
         return self.url_for(name)
 
     @contextlib.contextmanager

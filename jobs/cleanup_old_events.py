@@ -33,7 +33,7 @@ from pydantic import Field
 
 from maintainer.catalog import indexes_leading_with, missing, quoted
 from maintainer.db import table
-from maintainer.job import Check, Duration, Job, JobSettings, Result, RunContext
+from maintainer.job import Check, Duration, Job, JobSettings, RelationName, Result, RunContext
 
 SessionStatus = Literal["active", "completed", "abandoned"]
 SESSION_STATUSES: tuple[SessionStatus, ...] = ("active", "completed", "abandoned")
@@ -43,7 +43,7 @@ CleanupPath = Literal["walk", "sessions"]
 class CleanupSettings(JobSettings):
     schedule: str = "0 2 * * *"
     statement_timeout: Duration = timedelta(minutes=1)
-    retention_days: int = Field(default=90, ge=1)
+    retention_days: int = Field(default=90, ge=1, le=36_500)  # a century: a cutoff PostgreSQL can compute
     session_statuses: list[SessionStatus] = Field(default=["completed"], min_length=1)
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     pause_between_batches: Duration = timedelta(0)
@@ -53,8 +53,8 @@ class CleanupSettings(JobSettings):
     progress_every_batches: int = Field(default=10, ge=1)
     path: Literal["auto", "walk", "sessions"] = "auto"
     full_pass_every: Duration = timedelta(days=7)
-    event_table: str = "parlant_event"
-    session_table: str = "parlant_session"
+    event_table: RelationName = "parlant_event"
+    session_table: RelationName = "parlant_session"
 
 
 def _sql(name: str) -> str:
@@ -275,11 +275,24 @@ class _RoundTrips:
         self.rows_deleted += deleted
         self.largest_batch = max(self.largest_batch, deleted)
         if self.batches % self.settings.progress_every_batches == 0:
+            elapsed = self.ctx.monotonic() - self.started
+            done = self._done_share(detail.get("candidates"))
             self.ctx.log.info(
                 "cleanup_progress", path=self.choice.path, batches=self.batches, rows_deleted=self.ctx.rows.total,
                 blocks_walked=self.blocks_walked, sessions_visited=self.sessions_visited,
-                elapsed_ms=round((self.ctx.monotonic() - self.started) * 1000), cutoff=self.cutoff.isoformat(),
+                percent=round(100 * done, 1) if done is not None else None,
+                eta_s=round(elapsed * (1 - done) / done, 1) if done else None,
+                elapsed_ms=round(elapsed * 1000), cutoff=self.cutoff.isoformat(),
             )
+
+    def _done_share(self, candidates: int | None) -> float | None:
+        """How much of the work is done: the share of the table walked, or of the candidate sessions visited
+        (known once a round trip holds the last of them)."""
+        if self.choice.path == "walk":
+            return min(1.0, int(self.state["position"]) / max(int(self.state["walk_end"]), 1))
+        if candidates is None or candidates >= _MAX_CANDIDATES_PER_ROUND_TRIP:
+            return None
+        return self.sessions_visited / max(self._visited_before + candidates, 1)
 
     def run_one(self, body: sql.Composable, seconds: float) -> None:
         """One DO block of at most ``seconds`` (and always one batch)."""
@@ -343,6 +356,7 @@ def run(ctx: RunContext) -> Result:
         "rows_per_s": round(trips.rows_deleted / duration_s) if duration_s > 0 else None,
         "cutoff": cutoff.isoformat(),
         "timezone": conn.info.parameter_status("TimeZone"),
+        "timezone_source": ctx.timezone_source,
         "retention_days": settings.retention_days,
         "rule": _rule(ctx, settings),
         "stopped_early": stop_reason is not None,
@@ -393,6 +407,7 @@ def dry_run(ctx: RunContext) -> Result:
     summary = {
         "cutoff": cutoff.isoformat(),
         "timezone": timezone,
+        "timezone_source": ctx.timezone_source,
         "retention_days": settings.retention_days,
         "session_statuses": list(settings.session_statuses),
         **_path_fields(choice),
@@ -405,7 +420,8 @@ def dry_run(ctx: RunContext) -> Result:
                  if mark else "no complete run with this rule in the run history")
     lines = [
         f"Retention audit of {settings.event_table} (dry run: nothing was changed)",
-        f"  cutoff        {cutoff:%Y-%m-%d %H:%M:%S} {timezone} (now - {settings.retention_days} days)",
+        f"  cutoff        {cutoff:%Y-%m-%d %H:%M:%S} {timezone} (now - {settings.retention_days} days; the zone is"
+        + (" the session_timezone setting)" if ctx.timezone_source == "session_timezone" else " the database's own)"),
         f"  rule          created before the cutoff, in a session that is "
         f"{' or '.join(settings.session_statuses)} and ended before the cutoff",
         f"  would delete  {_counts(would_delete)}",

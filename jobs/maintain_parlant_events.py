@@ -12,13 +12,13 @@ from pydantic import Field
 
 from maintainer.catalog import lacking_maintain, maintain_checks, require_maintain, table_stats
 from maintainer.db import table
-from maintainer.job import Check, Duration, Job, JobSettings, Result, RunContext
+from maintainer.job import Check, Duration, Job, JobSettings, RelationName, Result, RunContext
 
 
 class MaintainEventsSettings(JobSettings):
     schedule: str = "0 */6 * * *"
     statement_timeout: Duration = timedelta(hours=2)
-    tables: list[str] = Field(default=["parlant_event"], min_length=1)
+    tables: list[RelationName] = Field(default=["parlant_event"], min_length=1)
 
 
 def _statement(name: str) -> sql.Composed:

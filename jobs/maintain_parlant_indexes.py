@@ -31,7 +31,7 @@ from maintainer.catalog import (
 )
 from maintainer.db import table
 from maintainer.errors import JobFailed
-from maintainer.job import Check, Duration, Job, JobSettings, Result, RunContext
+from maintainer.job import Check, Duration, Job, JobSettings, RelationName, Result, RunContext
 
 _NATIVE_FIX = 'set jobs.maintain_parlant_indexes.mode = "native" to do the index maintenance from maintainer'
 # What PostgreSQL refuses inside a function (SQLSTATE 25001 and the like): a function holding one of these
@@ -53,14 +53,14 @@ class MaintainIndexesSettings(JobSettings):
     schedule: str = "0 5 * * 0"
     statement_timeout: Duration = timedelta(hours=2)
     mode: Literal["function", "native"] = "function"
-    function: str = "maintain_parlant_indexes"
+    function: RelationName = "maintain_parlant_indexes"
     # native mode: the indexes that bloat under the retention cleanup's deletes
-    indexes: list[str] = Field(default=[
+    indexes: list[RelationName] = Field(default=[
         "parlant_event_pkey", "parlant_event_session_id_idx", "parlant_event_session_offset_idx",
         "parlant_event_created_at_idx",
     ])
     invalid_index_table_prefix: str = "parlant_"
-    tables: list[str] = Field(default=list(PARLANT_TABLES), min_length=1)
+    tables: list[RelationName] = Field(default=list(PARLANT_TABLES), min_length=1)
 
 
 def _function_call(name: str) -> sql.Composed:

@@ -15,12 +15,12 @@ from psycopg import sql
 from maintainer.catalog import MatviewState, lacking_maintain, maintain_fix, matview_state, require_maintain
 from maintainer.db import table
 from maintainer.errors import JobFailed
-from maintainer.job import Check, Job, JobSettings, Result, RunContext
+from maintainer.job import Check, Job, JobSettings, RelationName, Result, RunContext
 
 
 class RefreshAnalyticsSettings(JobSettings):
     schedule: str = "0 4 1 * *"
-    view: str = "parlant_agent_analytics_daily"
+    view: RelationName = "parlant_agent_analytics_daily"
     # A plain REFRESH locks out every reader of the view until it finishes.
     allow_blocking_refresh: bool = False
 

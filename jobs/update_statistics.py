@@ -11,12 +11,12 @@ from pydantic import Field
 
 from maintainer.catalog import PARLANT_TABLES, lacking_maintain, maintain_checks, require_maintain, table_stats
 from maintainer.db import table
-from maintainer.job import Check, Job, JobSettings, Result, RunContext
+from maintainer.job import Check, Job, JobSettings, RelationName, Result, RunContext
 
 
 class UpdateStatisticsSettings(JobSettings):
     schedule: str = "0 3 * * 0"
-    tables: list[str] = Field(default=list(PARLANT_TABLES), min_length=1)
+    tables: list[RelationName] = Field(default=list(PARLANT_TABLES), min_length=1)
 
 
 def _statement(settings: UpdateStatisticsSettings) -> sql.Composed:

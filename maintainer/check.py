@@ -13,7 +13,7 @@ import psycopg
 
 import jobs
 from maintainer import logs
-from maintainer.db import connect
+from maintainer.db import connect, table
 from maintainer.errors import JobFailed
 from maintainer.job import Check, RunContext
 from maintainer.runner import utc_now
@@ -33,7 +33,7 @@ def run_checks(settings: Settings) -> list[Check]:
     with conn:
         # Autocommit, so one failing check cannot abort the others; read-only, so none can change anything.
         conn.execute("SET default_transaction_read_only = on")
-        checks = [_server_check(conn)]
+        checks = [_server_check(conn), _claims_check(conn, settings)]
         for job in jobs.available(settings).values():
             job_settings = settings.job_settings(job.name)
             if not job_settings.enabled:
@@ -56,3 +56,26 @@ def _server_check(conn: psycopg.Connection[tuple[object, ...]]) -> Check:
                      fix="upgrade PostgreSQL")
     privileges = "the MAINTAIN privilege" if version >= 170000 else "table ownership (no MAINTAIN before 17)"
     return Check("server", "version", True, f"{name}; maintenance needs {privileges}")
+
+
+def _claims_check(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -> Check:
+    """Replicas run each scheduled run once by claiming it in ``<history.table>_ticks``, with or without the
+    run records: that table exists, or the role may create it at the daemon's first run."""
+    name = f"{settings.history.table}_ticks"
+    schema = name.split(".")[0] if "." in name else "public"
+    row = conn.execute(
+        "SELECT to_regclass(%(table)s) IS NOT NULL, coalesce(has_schema_privilege("
+        " to_regnamespace(%(schema)s), 'CREATE'), has_database_privilege(current_database(), 'CREATE'))",
+        {"table": table(name).as_string(conn), "schema": table(schema).as_string(conn)},
+    ).fetchone()
+    assert row is not None
+    exists, creatable = row
+    if exists or creatable:
+        return Check("server", "replica claims", True,
+                     f"one run per scheduled time across replicas: claims in {name}"
+                     + ("" if exists else ", created at the daemon's first run"))
+    role = conn.info.user
+    return Check("server", "replica claims", True, f"role {role} may not create {name}: two replicas may both run"
+                 " one scheduled run (one replica alone is not affected)", warning=True,
+                 fix=f"create {name} as its owner (config/parlant_maintainer_role.sql does), or GRANT CREATE ON"
+                     f" SCHEMA {schema} TO {role}")

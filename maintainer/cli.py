@@ -32,18 +32,29 @@ from maintainer.scheduler import Daemon
 from maintainer.settings import Settings, load_settings
 
 
-def _parser() -> argparse.ArgumentParser:
-    connection = argparse.ArgumentParser(add_help=False)
-    connection.add_argument(
-        "--database-url", metavar="URL",
-        help="PostgreSQL URL; default $MAINTAINER_DATABASE_URL, then $DATABASE_URL",
+def _global_options(after_the_command: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name. After it they only override: their default is
+    to leave what came before alone."""
+    options = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if after_the_command else None
+    options.add_argument(
+        "--database-url", metavar="URL", default=default,
+        help="PostgreSQL URL; default $MAINTAINER_DATABASE_URL, $DATABASE_URL, the file $MAINTAINER_DATABASE_URL_FILE",
     )
+    options.add_argument("--config", metavar="FILE", default=default,
+                         help="a configuration file over the shipped defaults; default $MAINTAINER_CONFIG")
+    return options
+
+
+def _parser() -> argparse.ArgumentParser:
+    connection = _global_options(after_the_command=True)
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--format", choices=["text", "json"], default="text", help="report format (default text)")
 
     parser = argparse.ArgumentParser(
         prog="maintainer", description="Scheduled PostgreSQL maintenance for the Parlant agent tables.",
         epilog="exit codes: 0 done, 1 job failed, 2 usage or configuration error, 75 job locked by another run",
+        parents=[_global_options(after_the_command=False)],
     )
     parser.add_argument("--version", action="version", version=f"maintainer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,9 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status", parents=[connection, output], help="per job: last run, last success, last error, next run",
     )
-    commands.add_parser("list", parents=[output], help="list the jobs, their schedules and next runs")
+    commands.add_parser("list", parents=[connection, output], help="list the jobs, their schedules and next runs")
     commands.add_parser(
-        "healthcheck", help="exit 0 when the local daemon's /healthz answers 200 (for a container HEALTHCHECK)"
+        "healthcheck", parents=[connection],
+        help="exit 0 when the local daemon's /healthz answers 200 (for a container HEALTHCHECK)",
     )
     commands.add_parser(
         "check", parents=[connection, output], help="check every enabled job's prerequisites; exit 1 if any fails",
@@ -71,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
         " every enabled job needs. Changes nothing.",
     )
     demo = commands.add_parser(
-        "demo", help="run the retention audit and cleanup on a throwaway embedded PostgreSQL with synthetic data"
+        "demo", parents=[connection],
+        help="run the retention audit and cleanup on a throwaway embedded PostgreSQL with synthetic data",
     )
     demo.add_argument("--events", type=int, default=100_000, help="synthetic events to generate (default 100000)")
     return parser
@@ -81,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     json_logs = False
     try:
-        settings = load_settings(database_url=getattr(args, "database_url", None))
+        settings = load_settings(args.config, database_url=args.database_url)
         # The daemon's logs are its output; the other commands keep stdout for their report.
         stream = sys.stdout if args.command == "run" else sys.stderr
         logs.configure(settings.log_format, settings.log_level, stream=stream)
@@ -89,21 +102,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         json_logs = settings.log_format == "json" or (settings.log_format == "auto" and not stream.isatty())
         if args.command == "run":
             settings.require_database_url()
-            daemon = Daemon(settings)
-            code = daemon.run()
-            if daemon.abandoned:
-                # A run stuck on a frozen server would hold the interpreter's exit (its thread is not a daemon
-                # thread): leave without it, scheduler_stopped already logged.
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-            return code
+            code = Daemon(settings).run()
+            # Without waiting for the scheduler's threads: one stuck on a server that never answers (a connect,
+            # a frozen backend) would hold the interpreter's exit. scheduler_stopped was the last line.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         if args.command == "healthcheck":
             return _healthcheck(settings)
         if args.command == "status":
             return _print_status(settings, args.format)
         if args.command == "run-once":
             job = jobs.get(args.job, settings)
+            if not settings.job_settings(job.name).enabled:
+                logs.get_logger(job=job.name).warning(
+                    "disabled_job_run", reason="its enabled setting is false, and run-once runs it anyway")
             history = History(settings)  # a dry run only reads it
             run = run_job(settings, job, dry_run=args.dry_run, history=history)
             print(json.dumps(run.as_dict(), indent=2) if args.format == "json" else run.result.report)
@@ -158,13 +171,21 @@ def _healthcheck(settings: Settings) -> int:
 
 
 def _print_status(settings: Settings, output_format: str) -> int:
-    """Last run, last success, last error and next run of every job, from the run history."""
-    try:
-        last_runs = History(settings).last_runs()
-    except psycopg.Error as error:
-        print(f"maintainer: run history unavailable ({settings.history.table}): {str(error).strip()}",
-              file=sys.stderr)
-        return 1
+    """Last run, last success, last error and next run of every job, from the run history: what is known
+    on day one too (no history yet, or history off), exit 0; exit 1 only when the database cannot be read."""
+    last_runs: dict[str, dict[str, Any]] = {}
+    history = "recorded"
+    if not settings.history.enabled:
+        history = "off (history.enabled = false): no runs are recorded"
+    else:
+        try:
+            last_runs = History(settings).last_runs()
+        except psycopg.errors.UndefinedTable:
+            history = f"empty: no run recorded yet ({settings.history.table} does not exist)"
+        except psycopg.Error as error:
+            print(f"maintainer: cannot read the run history ({settings.history.table}):"
+                  f" {logs.redact(' '.join((error.diag.message_primary or str(error)).split()))}", file=sys.stderr)
+            return 1
     now = utc_now()
     rows = []
     empty = dict.fromkeys(("last_run_at", "last_status", "last_success_at", "last_error_at", "last_error"))
@@ -172,8 +193,9 @@ def _print_status(settings: Settings, output_format: str) -> int:
         rows.append({"job": name, "enabled": settings.job_settings(name).enabled, **last_runs.get(name, empty),
                      "next_run_at": _next_run(settings, name, now)})
     if output_format == "json":
-        print(json.dumps(rows, indent=2, default=logs.json_value))
+        print(json.dumps({"history": history, "jobs": rows}, indent=2, default=logs.json_value))
         return 0
+    print(f"run history: {history}")
     for row in rows:
         def when(key: str, row: dict[str, Any] = row) -> str:
             return f"{row[key]:%Y-%m-%d %H:%M}" if row[key] else "never"

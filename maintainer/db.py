@@ -23,8 +23,9 @@ def connect(
 ) -> psycopg.Connection[Any]:
     """Open a connection for ``purpose`` (a job name, or ``check``).
 
-    ``application_name`` shows DBAs who is working; the session ``TimeZone`` makes comparisons of
-    ``TIMESTAMP WITHOUT TIME ZONE`` columns with computed cutoffs independent of the server's default.
+    ``application_name`` shows DBAs who is working. The session ``TimeZone`` is ``session_timezone`` when it
+    is set, else the database's own: the zone the application's sessions and pg_cron read the ``TIMESTAMP
+    WITHOUT TIME ZONE`` columns in.
     """
     params: dict[str, Any] = {
         "connect_timeout": max(1, round(settings.connect_timeout.total_seconds())),
@@ -36,10 +37,10 @@ def connect(
     try:
         # set_config() rather than startup options: connection poolers reject unknown startup parameters.
         conn.execute(
-            "SELECT set_config('TimeZone', %s, false), set_config('lock_timeout', %s, false),"
-            " set_config('statement_timeout', %s, false)",
+            "SELECT set_config('TimeZone', coalesce(%s, current_setting('TimeZone')), false),"
+            " set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
             (
-                settings.timezone,
+                settings.session_timezone,
                 f"{milliseconds(lock_timeout)}ms",
                 f"{milliseconds(statement_timeout)}ms",
             ),

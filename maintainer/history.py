@@ -26,6 +26,14 @@ from maintainer.db import connect, table
 from maintainer.logs import get_logger, json_value
 from maintainer.settings import Settings
 
+_TICKS_DDL = """
+CREATE TABLE IF NOT EXISTS {ticks} (
+    job    text PRIMARY KEY,
+    tick   timestamptz NOT NULL,
+    run_id uuid NOT NULL
+)
+"""
+
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -43,11 +51,6 @@ CREATE TABLE IF NOT EXISTS {table} (
     result        jsonb
 );
 CREATE INDEX IF NOT EXISTS {index} ON {table} (job, started_at DESC);
-CREATE TABLE IF NOT EXISTS {ticks} (
-    job    text PRIMARY KEY,
-    tick   timestamptz NOT NULL,
-    run_id uuid NOT NULL
-);
 """
 
 # Claimed by a run that holds the job's lock: a replica whose run comes after another's for the same
@@ -104,10 +107,14 @@ class RunRecord:
 
 
 class History:
+    """The run records (``history.table``, unless ``history.enabled`` is false) and the claims of scheduled
+    runs (``<history.table>_ticks``, always: replicas need them to run each scheduled run once)."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.enabled = settings.history.enabled
+        self.enabled = settings.history.enabled  # the run records; claims are made either way
         self._ready = False
+        self._unavailable = False  # the tables cannot be created: said once, not tried again
         self._log = get_logger()
         name = settings.history.table
         schema = name.split(".")[0] if "." in name else "public"
@@ -122,8 +129,12 @@ class History:
                        statement_timeout=timedelta(seconds=30), autocommit=True)
 
     def ensure(self) -> bool:
-        """Create the table if needed; False when history is off or the database cannot be reached now."""
-        if not self.enabled or self._ready:
+        """Create the tables if needed; False when they cannot be created, or the database cannot be reached now.
+
+        Without the privilege to create them, the claims table is said to be missing at once
+        (``replica_claims_unavailable``: two replicas may then both run one scheduled run), and the run
+        records are turned off (``history_disabled``)."""
+        if self._ready or self._unavailable:
             return self._ready
         try:
             with self._connect() as conn:
@@ -131,16 +142,21 @@ class History:
                 # so a role given its own schema (config/parlant_maintainer_role.sql) must not ask for it.
                 if conn.execute("SELECT to_regnamespace(%s)", (self._schema,)).fetchone() == (None,):
                     conn.execute(sql.SQL("CREATE SCHEMA {schema}").format(**self._names))
-                conn.execute(sql.SQL(_DDL).format(**self._names))
-                if conn.execute(_MISSING_COLUMNS, (self._names["table"].as_string(conn),)).fetchall():
-                    conn.execute(sql.SQL(_ADD_COLUMNS).format(**self._names))
+                conn.execute(sql.SQL(_TICKS_DDL).format(**self._names))
+                if self.enabled:
+                    conn.execute(sql.SQL(_DDL).format(**self._names))
+                    if conn.execute(_MISSING_COLUMNS, (self._names["table"].as_string(conn),)).fetchall():
+                        conn.execute(sql.SQL(_ADD_COLUMNS).format(**self._names))
         except psycopg.errors.InsufficientPrivilege as error:
-            self.enabled = False
-            self._log.warning(
-                "history_disabled", table=self.settings.history.table, sqlstate=error.sqlstate,
-                error=str(error).strip(),
-                fix=f"create {self.settings.history.table} as its owner, or GRANT CREATE ON DATABASE to this role",
-            )
+            fix = f"create {self.settings.history.table} as its owner, or GRANT CREATE ON DATABASE to this role"
+            self._log.warning("replica_claims_unavailable", table=f"{self.settings.history.table}_ticks",
+                              error=str(error).strip(), fix=fix,
+                              reason="without it two replicas may both run one scheduled run")
+            if self.enabled:
+                self.enabled = False
+                self._log.warning("history_disabled", table=self.settings.history.table, sqlstate=error.sqlstate,
+                                  error=str(error).strip(), fix=fix)
+            self._unavailable = True
             return False
         except psycopg.Error as error:
             self._log.warning("history_unavailable", error_type=type(error).__name__, error=str(error).strip())
@@ -149,7 +165,7 @@ class History:
         return True
 
     def record(self, run: RunRecord) -> None:
-        if not self.ensure():
+        if not (self.ensure() and self.enabled):
             return
         try:
             with self._connect() as conn:
@@ -170,7 +186,8 @@ class History:
         """Claim the scheduled run at ``tick`` for this run, on its working connection (autocommit, holding
         the job's lock); False when another run already had it.
 
-        Without a history table there is nothing to claim against, and the run goes ahead.
+        Without a claims table (the role may not create it) there is nothing to claim against, and the run
+        goes ahead: ``replica_claims_unavailable`` said so when the daemon first tried.
         """
         if not self.ensure():
             return True
@@ -198,7 +215,7 @@ class History:
 
     def prune(self, now: datetime) -> int:
         """Delete records older than the retention; pg_cron's history grows forever."""
-        if not self.ensure():
+        if not (self.ensure() and self.enabled):
             return 0
         with self._connect() as conn:
             cursor = conn.execute(sql.SQL("DELETE FROM {table} WHERE started_at < %s").format(**self._names),

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import psycopg
 import structlog
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
 
 from maintainer.schedule import parse_schedule
 
@@ -40,6 +40,20 @@ def _parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
+_RELATION = re.compile(rf"^{_IDENTIFIER}(\.{_IDENTIFIER})?$")
+
+
+def _relation_name(value: str) -> str:
+    if not _RELATION.match(value):
+        raise ValueError("must be a table, view, index or function name, optionally schema-qualified"
+                         " (parlant_event, public.parlant_event): letters, digits, _ and $, at most 63 each")
+    return value
+
+
+RelationName = Annotated[str, AfterValidator(_relation_name)]
+"""A relation (or function) as configuration names it: ``name`` or ``schema.name``, quoted as written."""
 
 
 def milliseconds(duration: timedelta) -> int:
@@ -91,6 +105,8 @@ class RunContext:
     # history; None without one, or without a history.
     last_complete: dict[str, Any] | None = None
     rows: RowCount = field(default_factory=RowCount)
+    # Where the session's TimeZone came from: "session_timezone" (the setting) or "database" (its own default).
+    timezone_source: str = "database"
 
 
 @dataclass

@@ -7,6 +7,7 @@ values travel as fields, never inside the message. The README lists the catalogu
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
@@ -59,8 +60,11 @@ def configure(
     stream = stream or sys.stdout
     console = log_format == "console" or (log_format == "auto" and stream.isatty())
     renderer: Any = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer(default=json_value)
+        structlog.dev.ConsoleRenderer(colors=not os.environ.get("NO_COLOR")) if console  # no-color.org
+        else structlog.processors.JSONRenderer(default=json_value)
     )
+    _closed.clear()
+    logging.disable(logging.NOTSET)
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -68,7 +72,7 @@ def configure(
         _redact_secrets,
     ]
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, *shared, renderer],
+        processors=[_drop_when_closed, structlog.contextvars.merge_contextvars, *shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
@@ -84,6 +88,21 @@ def configure(
     # APScheduler's own notices of a run are maintainer's events (job_started, job_skipped ...); its errors stay.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.captureWarnings(True)
+
+
+_closed = threading.Event()
+
+
+def close() -> None:
+    """No more lines: a daemon's last line stays its last, whatever a thread still running would log."""
+    _closed.set()
+    logging.disable(logging.CRITICAL)
+
+
+def _drop_when_closed(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    if _closed.is_set():
+        raise structlog.DropEvent
+    return event_dict
 
 
 def log_unhandled_exceptions() -> None:

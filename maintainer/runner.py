@@ -110,7 +110,8 @@ def run_job(
     settings.require_database_url()
     control = control or RunControl()
     run_id = str(uuid.uuid4())
-    log = get_logger(job=job.name, run_id=run_id, dry_run=dry_run)
+    log = get_logger(job=job.name, run_id=run_id, dry_run=dry_run,
+                     **({"scheduled_for": tick.isoformat()} if tick else {}))
     job_settings = settings.job_settings(job.name)
     progress = _Progress()
     log.info("job_started")
@@ -139,6 +140,7 @@ def run_job(
                     monotonic=monotonic, stop=control.stop,
                     last_complete=history.last_complete(conn, job.name) if history else None,
                     rows=progress.rows,
+                    timezone_source="session_timezone" if settings.session_timezone else "database",
                 )
                 try:
                     with watching(job.name, conn, log):

@@ -1,8 +1,9 @@
 """Schedules as operators wrote them for pg_cron: 5-field cron, ``@daily``-style macros, or ``'30 seconds'``.
 
-Two differences between APScheduler 3.x and cron are corrected here rather than left to surprise anyone:
+Differences between APScheduler 3.x and cron are corrected here rather than left to surprise anyone:
 APScheduler numbers weekdays from Monday (cron: 0 and 7 are Sunday), and in a time zone with daylight
-saving time it fires twice at a wall-clock time that occurs twice on the autumn night.
+saving time its cron trigger fires twice at a wall-clock time that occurs twice on the autumn night, and
+misses the first 00:xx run after the spring one (``WallClockCronTrigger``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -30,24 +32,72 @@ _INTERVAL_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 _WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 
 
-class _WallClockCronTrigger(CronTrigger):  # type: ignore[misc]
-    """A cron trigger that fires once per wall-clock time, also on the night the clocks go back.
+class WallClockCronTrigger(BaseTrigger):  # type: ignore[misc]
+    """A cron schedule read on the wall clock of ``timezone``, as cron reads it, one fire time at a time.
 
-    Like cron, it skips the second pass through the repeated hour (``fold=1``): a daily 02:30 run
-    happens once, not twice.
+    APScheduler 3's CronTrigger computes the next fire time from the previous one with the offset the
+    previous one had, and so misses the first run at 00:xx after the clocks go forward (its issues 606 and
+    529). This one finds the next matching wall-clock time by calendar arithmetic alone (APScheduler's
+    cron fields, in UTC, where no day has a gap), then maps it to an instant:
+
+    - a wall-clock time that happens once is that instant;
+    - one the clocks skip (spring forward) runs when the clock jumps past it, as cron runs a job at a fixed
+      time; a schedule whose minute or hour is a wildcard (``*``, ``*/15``) skips it, as cron does: its
+      next time comes soon enough;
+    - one that happens twice (fall back) runs at its first pass only: once per wall-clock time (where cron
+      runs a wildcard schedule in both passes).
     """
 
+    def __init__(self, timezone: tzinfo | str, **fields: str) -> None:
+        self.timezone = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
+        self._calendar = CronTrigger(timezone=UTC, **fields)
+        self._fixed_time = not (fields["minute"].startswith("*") or fields["hour"].startswith("*"))
+
+    def __str__(self) -> str:
+        return f"cron[{self._calendar}] in {self.timezone}"
+
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        fire_time: datetime | None = super().get_next_fire_time(previous_fire_time, now)
-        while fire_time is not None and _second_pass(fire_time):
-            # APScheduler 3.x ignores fold: ask again from past the repeated hour.
-            repeated = fire_time.replace(fold=0).utcoffset() - fire_time.utcoffset()  # type: ignore[operator]
-            fire_time = super().get_next_fire_time(None, fire_time + repeated)
-        return fire_time
+        # As APScheduler's own triggers: after the previous fire time, or from now if that is earlier, but never
+        # the previous fire time itself.
+        start = now
+        if previous_fire_time:
+            start = min(now, previous_fire_time + timedelta(microseconds=1))
+            if start == previous_fire_time:
+                start += timedelta(microseconds=1)
+        wall = start.astimezone(self.timezone).replace(tzinfo=None)
+        while True:
+            candidate = self._calendar.get_next_fire_time(None, wall.replace(tzinfo=UTC))
+            if candidate is None:
+                return None
+            fire_time = _instant(candidate.replace(tzinfo=None), self.timezone, self._fixed_time)
+            if fire_time is not None and fire_time >= start:
+                return fire_time
+            # Skipped by the clocks, or its first pass is over (the start lies in the repeated hour): the next.
+            wall = candidate.replace(tzinfo=None) + timedelta(seconds=1)
 
 
-def _second_pass(moment: datetime) -> bool:
-    return moment.fold == 1 and moment.utcoffset() != moment.replace(fold=0).utcoffset()
+def _instant(wall: datetime, zone: tzinfo, catch_up: bool) -> datetime | None:
+    """The instant of a wall-clock time in ``zone``: its first pass if it happens twice; if it never happens,
+    the end of the gap (when the clocks jump past it) with ``catch_up``, else None."""
+    first, second = wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset() or _exists(first):
+        return first.astimezone(zone)
+    if not catch_up:
+        return None
+    # In a gap: fold=1 reads it with the later offset, an instant before the jump; fold=0 after it.
+    low, high = second.astimezone(UTC), first.astimezone(UTC)
+    while high - low > timedelta(microseconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return high.astimezone(zone)
+
+
+def _exists(moment: datetime) -> bool:
+    """Whether this wall-clock reading happens at all (a time in the spring-forward gap does not)."""
+    return moment.astimezone(UTC).astimezone(moment.tzinfo).replace(tzinfo=None) == moment.replace(tzinfo=None)
 
 
 def parse_schedule(expression: str, timezone: tzinfo | str = "UTC") -> BaseTrigger:
@@ -72,8 +122,8 @@ def parse_schedule(expression: str, timezone: tzinfo | str = "UTC") -> BaseTrigg
             " 'either' and APScheduler as 'both': split it into two jobs"
         )
     try:
-        return _WallClockCronTrigger(
-            minute=minute, hour=hour, day=day, month=month, day_of_week=_weekdays(weekday), timezone=timezone
+        return WallClockCronTrigger(
+            timezone, minute=minute, hour=hour, day=day, month=month, day_of_week=_weekdays(weekday)
         )
     except ValueError as error:
         raise ValueError(f"{expression!r}: {error}") from None

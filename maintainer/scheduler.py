@@ -24,7 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 import jobs
-from maintainer import endpoints, metrics
+from maintainer import endpoints, logs, metrics
 from maintainer.check import run_checks
 from maintainer.errors import ConfigError
 from maintainer.history import History
@@ -86,15 +86,17 @@ class Daemon:
         for signum in _STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
         now = self.clock()
+        metrics.STARTED.set(self.started_at.timestamp())
+        for name, trigger in self._triggers.items():
+            metrics.declare(name, expected_interval(trigger, now), None)
+        # The port is bound (or refused, exit 2) before the daemon says it started; nothing here waits for the
+        # database, which the scheduler's first jobs reach in the background.
+        server = self._serve_http()
         self.log.info("scheduler_started", config=self._effective_config(), jobs={
             name: {"schedule": self.settings.job_settings(name).schedule,
                    "next_run": next_fire_times(self._triggers[name], now, 1)[0].isoformat()}
             for name in self._jobs
         })
-        self.history.ensure()
-        metrics.STARTED.set(self.started_at.timestamp())
-        self._declare_metrics(now)
-        server = self._serve_http()
         scheduler = self._build_scheduler()
         scheduler.start()
         self.stopping.wait()
@@ -102,6 +104,7 @@ class Daemon:
         scheduler.shutdown(wait=False)
         self._stop_running_jobs()
         self.log.info("scheduler_stopped", uptime_s=round((self.clock() - self.started_at).total_seconds()))
+        logs.close()
         if server is not None:
             server.shutdown()
         return 0
@@ -145,14 +148,14 @@ class Daemon:
         failed = [dataclasses.asdict(check) for check in run_checks(self.settings) if not check.ok]
         return not failed, {"status": "ready" if not failed else "not ready", "failed_checks": failed}
 
-    def _declare_metrics(self, now: datetime) -> None:
-        """Every enabled job's series, its last success seeded from the run history (every replica's)."""
-        known = self._history_successes()
-        for name, trigger in self._triggers.items():
-            metrics.declare(name, expected_interval(trigger, now), known.get(name))
+    def _open_history(self) -> None:
+        """The run history's table, and each job's last success from it (every replica's) for the metrics."""
+        for name, when in self._history_successes().items():
+            if name in self._jobs and when > self._last_success.get(name, when - timedelta(seconds=1)):
+                metrics.LAST_SUCCESS.labels(name).set(when.timestamp())
 
     def _history_successes(self) -> dict[str, datetime]:
-        if not self.history.ensure():
+        if not (self.history.ensure() and self.history.enabled):
             return {}
         try:
             return {name: row["last_success_at"] for name, row in self.history.last_runs().items()
@@ -177,7 +180,7 @@ class Daemon:
     def _build_scheduler(self) -> BackgroundScheduler:
         config = self.settings.scheduler
         scheduler = BackgroundScheduler(
-            timezone=config.timezone,
+            timezone=config.schedule_timezone,
             executors={"default": ThreadPoolExecutor(max_workers=len(self._jobs) + 3)},
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": int(config.misfire_grace_time.total_seconds())},
@@ -189,6 +192,7 @@ class Daemon:
                           id="heartbeat", next_run_time=self.clock())
         scheduler.add_job(self._check_overdue,
                           IntervalTrigger(seconds=config.overdue_check_interval.total_seconds()), id="overdue")
+        scheduler.add_job(self._open_history, id="open-history", next_run_time=self.clock())
         scheduler.add_job(self._prune_history, IntervalTrigger(hours=24), id="prune-history",
                           next_run_time=self.clock())
         return scheduler

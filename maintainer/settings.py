@@ -10,9 +10,11 @@ before any connection is made; the database URL is a secret and never appears in
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
+from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,19 +32,21 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from jobs import REGISTRY, JobsSettings
 from jobs.custom_sql import CustomSqlSettings
 from maintainer.errors import ConfigError
-from maintainer.job import Duration, JobSettings
+from maintainer.job import Duration, JobSettings, RelationName
 from maintainer.schedule import parse_schedule
 
 CONFIG_ENV = "MAINTAINER_CONFIG"
 URL_FILE_ENV = "MAINTAINER_DATABASE_URL_FILE"  # Kubernetes and Docker secrets arrive as files
 LIBPQ_ENVIRONMENT = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE", "PGUSER")
 _SECRET_FIELDS = {"database_url"}
+_FILES: ContextVar[list[Path] | None] = ContextVar("configuration_files", default=None)  # of load_settings
 
 
 def default_config_file() -> Path:
@@ -65,7 +69,16 @@ TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
 class SchedulerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timezone: TimeZoneName = "UTC"  # the zone cron schedules are read in
+    schedule_timezone: TimeZoneName = "UTC"  # the zone cron schedules are read in
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_name(cls, data: Any) -> Any:
+        # "timezone", its earlier name, still accepted: set by the operator, it wins over the shipped default.
+        if isinstance(data, dict) and "timezone" in data:
+            data = {**data, "schedule_timezone": data["timezone"]}
+            del data["timezone"]
+        return data
     heartbeat_interval: Duration = timedelta(seconds=60)
     # Kubernetes kills a pod 30 s after SIGTERM by default: finish or cancel the running job before that
     # (after the grace, up to 2 s for the cancel request and 3 s for the run to end: 25 s in all).
@@ -89,7 +102,7 @@ class HistorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    table: str = "maintainer.run_history"
+    table: RelationName = "maintainer.run_history"
     retention: Duration = timedelta(days=90)
 
 
@@ -102,7 +115,10 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("MAINTAINER_DATABASE_URL", "DATABASE_URL", "database_url"),
     )
-    timezone: TimeZoneName = "UTC"
+    # The session TimeZone, the zone TIMESTAMP WITHOUT TIME ZONE columns are read in: by default the database's
+    # own, as the application's sessions and pg_cron read them ("timezone", its earlier name, still accepted).
+    session_timezone: TimeZoneName | None = Field(default=None, validation_alias=AliasChoices(
+        "MAINTAINER_SESSION_TIMEZONE", "MAINTAINER_TIMEZONE", "session_timezone", "timezone"))
     connect_timeout: Duration = timedelta(seconds=10)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -140,9 +156,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        files = [default_config_file()]
-        if user_file := os.environ.get(CONFIG_ENV):
-            files.append(Path(user_file))
+        files = _FILES.get() or _config_files(None)
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, files, deep_merge=True)
 
     def job_settings(self, name: str) -> JobSettings:
@@ -153,7 +167,7 @@ class Settings(BaseSettings):
 
     def trigger(self, name: str) -> BaseTrigger:
         """The job's schedule, in the scheduler's time zone."""
-        return parse_schedule(self.job_settings(name).schedule, self.scheduler.timezone)
+        return parse_schedule(self.job_settings(name).schedule, self.scheduler.schedule_timezone)
 
     def require_database_url(self) -> str:
         """The connection string; empty when libpq's own environment (PGHOST, PGSERVICE...) says where."""
@@ -215,19 +229,77 @@ def check_database_url(url: str, source: str) -> None:
                               f" {str(params[name])[:20]!r}")
 
 
-def load_settings(**overrides: Any) -> Settings:
+# Variables maintainer reads outside the settings tree: the configuration file, the URL file, and the test
+# suite's server.
+_OTHER_VARIABLES = {CONFIG_ENV, URL_FILE_ENV, "MAINTAINER_TEST_DATABASE_URL"}
+_EARLIER_NAMES = {"MAINTAINER_SCHEDULER__TIMEZONE"}  # still accepted (SchedulerSettings._earlier_name)
+
+
+def _variable_names(model: type[BaseModel], prefix: str) -> set[str]:
+    """Every MAINTAINER_* name that sets something in ``model``, nested with ``__``; ``*`` stands for a name
+    of the configuration's own choosing (a custom job's)."""
+    names = set()
+    for field_name, field in model.model_fields.items():
+        aliases = field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+        for key in [field_name, *(alias for alias in aliases if isinstance(alias, str))]:
+            if key.startswith("MAINTAINER_"):
+                names.add(key)
+            elif key.upper() != "DATABASE_URL":
+                names.add(f"{prefix}{key.upper()}")
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _variable_names(annotation, f"{prefix}{field_name.upper()}__")
+        elif getattr(annotation, "__origin__", None) is dict:
+            value_type = annotation.__args__[1]  # type: ignore[union-attr]
+            names |= _variable_names(value_type, f"{prefix}{field_name.upper()}__*__")
+    return names
+
+
+def _unknown_variables() -> list[str]:
+    """MAINTAINER_* variables of the environment that name no setting, each with the closest valid name."""
+    valid = _variable_names(Settings, "MAINTAINER_") | _OTHER_VARIABLES | _EARLIER_NAMES
+    patterns = [re.compile(re.escape(name).replace(r"\*", "[A-Z0-9_-]+") + "$") for name in valid if "*" in name]
+    unknown = []
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if upper.startswith("MAINTAINER_") and upper not in valid and not any(p.match(upper) for p in patterns):
+            closest = difflib.get_close_matches(upper, [name for name in valid if "*" not in name], n=1, cutoff=0.5)
+            unknown.append(f"  {name}: no such setting" + (f"; did you mean {closest[0]}?" if closest else ""))
+    return unknown
+
+
+def _config_files(config_file: str | None) -> list[Path]:
+    """The shipped defaults, then the operator's file (--config, else MAINTAINER_CONFIG), each valid TOML."""
+    files = [default_config_file()]
+    if chosen := config_file or os.environ.get(CONFIG_ENV):
+        where = "--config" if config_file else CONFIG_ENV
+        if not Path(chosen).is_file():
+            raise ConfigError(f"{where}={chosen}: no such file")
+        files.append(Path(chosen))
+    for path in files:
+        try:
+            tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return files
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     """Read and validate all settings, or raise ConfigError naming each bad field and what it accepts."""
-    if (user_file := os.environ.get(CONFIG_ENV)) and not Path(user_file).is_file():
-        raise ConfigError(f"{CONFIG_ENV}={user_file}: no such file")
+    if unknown := _unknown_variables():
+        raise ConfigError("unknown environment variables (a setting's parts are joined with __):\n"
+                          + "\n".join(unknown))
+    files = _config_files(config_file)
     url, source = database_url_source(overrides.pop("database_url", None))
     if url is not None:
         overrides["database_url"] = url  # the constructor's own value wins over the environment's
+    chosen = _FILES.set(files)
     try:
         settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"configuration file is not valid TOML: {error}") from None
     except ValidationError as error:
         raise ConfigError("invalid settings:\n" + "\n".join(_describe(e) for e in error.errors())) from None
+    finally:
+        _FILES.reset(chosen)
     if settings.database_url is not None:
         check_database_url(settings.database_url.get_secret_value(), source)
     return settings

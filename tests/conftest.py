@@ -57,6 +57,8 @@ def database_url(server_url: str, template_database: str) -> Iterator[str]:
         admin.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_database))
         )
+        # maintainer reads the timestamps in the database's own zone: the same one on every machine.
+        admin.execute(sql.SQL("ALTER DATABASE {} SET timezone TO 'UTC'").format(sql.Identifier(name)))
     yield make_conninfo(server_url, dbname=name)
     with _admin(server_url) as admin:
         admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -122,7 +122,7 @@ def test_healthy_database_passes_with_an_ok_line_for_every_job(database_url: str
     assert [(line.status, line.subject) for line in lines if line.status != "ok" or line.fix] == [
         ("warn", "parlant_session (ended_at)")]
     assert {line.job for line in lines} == {"server", *JOBS}
-    [server] = lines_of(result.stdout, "server")
+    [server] = [line for line in lines_of(result.stdout, "server") if line.subject == "version"]
     assert server.detail.startswith("PostgreSQL ")
     [refresh] = lines_of(result.stdout, "refresh-agent-analytics")
     assert refresh.detail == "refresh will be concurrent, using unique index parlant_agent_analytics_daily_key"
@@ -361,3 +361,16 @@ def test_missing_configured_table_fails_naming_it(database_url: str) -> None:
     assert [line.subject for line in lines_of(result.stdout, "update-statistics") if line.status == "ok"] == [
         "parlant_event"
     ]
+
+
+def test_check_warns_when_replicas_cannot_claim_their_runs(database_url: str, other_role_url: str) -> None:
+    owner = [line for line in report(check(database_url).stdout) if line.subject == "replica claims"]
+    other = [line for line in report(check(other_role_url).stdout) if line.subject == "replica claims"]
+
+    assert [(line.status, line.detail) for line in owner] == [
+        ("ok", "one run per scheduled time across replicas: claims in maintainer.run_history_ticks, created at"
+               " the daemon's first run")]
+    [warning] = other
+    assert warning.status == "warn"
+    assert "may not create maintainer.run_history_ticks: two replicas may both run one scheduled run" in warning.detail
+    assert warning.fix is not None and "GRANT CREATE ON SCHEMA maintainer" in warning.fix

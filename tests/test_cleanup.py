@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,8 +14,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 import jobs
+from maintainer import logs
 from maintainer.errors import JobFailed
 from maintainer.fixture import add_synthetic_data
 from maintainer.job import RunContext
@@ -364,3 +369,47 @@ def test_dry_run_agrees_with_what_the_cleanup_then_deletes(
     after = cleanup(settings, dry_run=True).result.summary
     assert after["would_delete"]["events"] == 0
     assert after["kept_older_than_cutoff"] == audit["kept_older_than_cutoff"]
+
+
+def test_the_cutoff_is_read_in_the_databases_own_time_zone_unless_one_is_set(
+    database_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    # What the guide's NOW() - INTERVAL '90 days' means under pg_cron: the database's zone, New York's here.
+    name = conninfo_to_dict(database_url)["dbname"]
+    conn.execute(sql.SQL("ALTER DATABASE {} SET timezone TO 'America/New_York'").format(sql.Identifier(name)))
+    _, events = add_session(conn, "completed", days_ago(120), [CUTOFF - timedelta(hours=3)])  # UTC-old only
+
+    audit = cleanup(load_settings(database_url=database_url), dry_run=True)
+    cleanup(load_settings(database_url=database_url))
+
+    assert (audit.result.summary["timezone"], audit.result.summary["timezone_source"]) == (
+        "America/New_York", "database")
+    assert audit.result.summary["cutoff"] == (CUTOFF - timedelta(hours=5)).isoformat()
+    assert "America/New_York (now - 90 days; the zone is the database's own)" in audit.result.report
+    assert event_ids(conn) == set(events)
+
+    set_zone = cleanup(load_settings(database_url=database_url, session_timezone="UTC"))
+
+    assert (set_zone.result.summary["timezone"], set_zone.result.summary["timezone_source"]) == (
+        "UTC", "session_timezone")
+    assert event_ids(conn) == set()
+
+
+def test_progress_lines_say_how_much_is_done_and_how_long_the_rest_should_take(
+    database_url: str, conn: psycopg.Connection[Any], cleanup_path: str
+) -> None:
+    for _ in range(10):
+        add_session(conn, "completed", days_ago(150), [days_ago(160), days_ago(155)])
+    stream = io.StringIO()
+    logs.configure("json", stream=stream)
+
+    cleanup(with_cleanup(database_url, batch_size=2, progress_every_batches=1))
+
+    progress = [line for line in map(json.loads, stream.getvalue().splitlines()) if line["event"] == "cleanup_progress"]
+    percents = [line["percent"] for line in progress]
+    assert len(progress) >= 10  # 20 rows in batches of at most 2
+    assert percents == sorted(percents) and percents[-1] == 100
+    assert any(0 < percent < 100 for percent in percents)
+    # Known as soon as any of the work is done: the time so far, scaled to what is left.
+    assert all(line["eta_s"] is not None and line["eta_s"] >= 0 for line in progress if line["percent"] > 0)
+    assert progress[-1]["eta_s"] == 0

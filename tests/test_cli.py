@@ -189,3 +189,48 @@ def test_help_exits_0_and_names_the_commands() -> None:
 
     assert result.returncode == 0
     assert all(command in result.stdout for command in ("run-once", "list"))
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_global_options_work_before_or_after_the_command(
+    database_url: str, tmp_path: Any, old_and_recent_events: dict[str, set[Any]], position: str
+) -> None:
+    config = tmp_path / "longer.toml"
+    config.write_text("[jobs.cleanup_old_events]\nretention_days = 180\n")
+    options = ["--database-url", database_url, "--config", str(config)]
+    command = ["run-once", "cleanup-old-events", "--dry-run", "--format", "json"]
+
+    result = maintainer(*(options + command if position == "before" else command + options))
+
+    assert result.returncode == 0, result.stderr
+    audit = json.loads(result.stdout)
+    assert audit["retention_days"] == 180  # from --config
+    assert audit["would_delete"]["events"] == 2  # only the events of the session that ended 200 days ago
+
+
+def test_a_config_file_that_does_not_exist_is_refused_naming_the_flag(tmp_path: Any) -> None:
+    result = maintainer("list", "--config", str(tmp_path / "missing.toml"))
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"maintainer: --config={tmp_path / 'missing.toml'}: no such file"
+
+
+def test_no_color_turns_the_console_logs_colors_off(database_url: str) -> None:
+    colored = maintainer("run-once", "update-statistics", "--dry-run", MAINTAINER_DATABASE_URL=database_url,
+                         MAINTAINER_LOG_FORMAT="console")
+    plain = maintainer("run-once", "update-statistics", "--dry-run", MAINTAINER_DATABASE_URL=database_url,
+                       MAINTAINER_LOG_FORMAT="console", NO_COLOR="1")
+
+    assert "\x1b[" in colored.stderr
+    assert "\x1b[" not in plain.stderr and "job_started" in plain.stderr
+
+
+def test_run_once_of_a_disabled_job_says_so_and_runs_it(database_url: str) -> None:
+    result = maintainer("run-once", "update-statistics", MAINTAINER_DATABASE_URL=database_url,
+                        MAINTAINER_JOBS__UPDATE_STATISTICS__ENABLED="false", MAINTAINER_LOG_FORMAT="json")
+
+    assert result.returncode == 0, result.stderr
+    events = [line["event"] for line in log_lines(result.stderr)]
+    assert events[:2] == ["disabled_job_run", "job_started"] and "job_succeeded" in events
+    [notice] = [line for line in log_lines(result.stderr) if line["event"] == "disabled_job_run"]
+    assert (notice["level"], notice["job"]) == ("warning", "update-statistics")

@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.test_check import JOBS, report
@@ -152,7 +154,8 @@ def test_runtime_stage_copies_only_the_wheels_of_the_build_stage(stages: list[li
         directory for instruction in stages[0] if instruction.keyword == "RUN"
         for directory in re.findall(r"pip wheel .*(?:--wheel-dir[= ]|-w )(\S+)", instruction.arguments)
     ]
-    assert len(wheel_dirs) == 1, "the build stage's pip wheel names no --wheel-dir"
+    assert len(set(wheel_dirs)) == 1, "the build stage's pip wheels do not all go to one --wheel-dir"
+    wheel_dirs = wheel_dirs[:1]
     copies = [instruction.arguments.split() for instruction in stages[-1] if instruction.keyword in ("COPY", "ADD")]
 
     assert copies
@@ -162,6 +165,35 @@ def test_runtime_stage_copies_only_the_wheels_of_the_build_stage(stages: list[li
         assert sources == wheel_dirs, words
     assert any("--no-index" in instruction.arguments.split() for instruction in stages[-1]
                if instruction.keyword == "RUN" and "pip install" in instruction.arguments)
+
+
+LOCK = ROOT / "requirements.lock"
+
+
+def locked_versions() -> dict[str, str]:
+    return {canonicalize_name(name): version
+            for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", LOCK.read_text(), re.MULTILINE)}
+
+
+def test_the_image_installs_its_dependencies_from_the_lock_file_with_hashes(stages: list[list[Instruction]]) -> None:
+    pip_commands = [instruction.arguments for stage in stages for instruction in stage
+                    if instruction.keyword == "RUN" and "pip " in instruction.arguments]
+    dependency_installs = [command for command in pip_commands if "--no-deps" not in command]
+
+    assert dependency_installs
+    for command in dependency_installs:
+        assert "--require-hashes" in command and "requirements.lock" in command, command
+
+
+def test_the_lock_file_pins_every_dependency_at_a_version_pyproject_allows_with_its_hashes() -> None:
+    locked = locked_versions()
+
+    for requirement in map(Requirement, PROJECT["dependencies"]):
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{name} is not in requirements.lock: run the command at its top"
+        assert requirement.specifier.contains(locked[name]), f"{name}=={locked[name]} against {requirement}"
+    for entry in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", LOCK.read_text().split("\n", 3)[-1]):
+        assert "--hash=sha256:" in entry, entry.splitlines()[0]
 
 
 # The installed wheel, run as the image's user
@@ -234,7 +266,9 @@ def installation() -> Iterator[Installation]:
         _must([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", top / "wheels", ROOT])
         [wheel] = (top / "wheels").glob("maintainer-*.whl")
         _must([python, "-m", "venv", top / "venv"])
-        _must([top / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", wheel])
+        # As the Dockerfile does: the dependencies from the lock file, each file checked against its hash.
+        _must([top / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "--require-hashes", "-r", LOCK])
+        _must([top / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-deps", wheel])
         (top / "outside").mkdir()
         if prefix:
             _open_to_others(top)

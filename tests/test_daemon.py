@@ -461,7 +461,7 @@ def test_run_once_exits_75_while_another_run_holds_the_lock_and_0_after_it_is_re
 def job_status(job: str, **env: str) -> dict[str, Any]:
     result = maintainer("status", "--format", "json", **env)
     assert result.returncode == 0, result.stderr
-    [row] = [row for row in json.loads(result.stdout) if row["job"] == job]
+    [row] = [row for row in json.loads(result.stdout)["jobs"] if row["job"] == job]
     return {key: datetime.fromisoformat(value) if key.endswith("_at") and value else value
             for key, value in row.items()}
 
@@ -495,3 +495,52 @@ def test_status_reports_last_run_success_error_and_next_run_of_a_custom_job(
     assert "no_such_table" in failed["last_error"]
     assert failed["last_run_at"] > succeeded["last_run_at"]
     assert failed["last_success_at"] == succeeded["last_success_at"]
+
+
+@pytest.mark.parametrize("history", ["never created", "off"])
+def test_status_answers_on_day_one_with_what_it_knows(database_url: str, history: str) -> None:
+    env = {"MAINTAINER_DATABASE_URL": database_url}
+    if history == "off":
+        env["MAINTAINER_HISTORY__ENABLED"] = "false"
+
+    text = maintainer("status", **env)
+    parsed = maintainer("status", "--format", "json", **env)
+
+    assert (text.returncode, parsed.returncode) == (0, 0), text.stderr + parsed.stderr
+    assert text.stdout.splitlines()[0] == ("run history: off (history.enabled = false): no runs are recorded"
+                                           if history == "off" else
+                                           f"run history: empty: no run recorded yet ({HISTORY} does not exist)")
+    assert "cleanup-old-events        last run never (-), last success never, next 20" in text.stdout
+    assert "LINE" not in text.stdout + text.stderr and "^" not in text.stdout + text.stderr
+    status = json.loads(parsed.stdout)
+    assert {row["job"] for row in status["jobs"]} >= {"cleanup-old-events", "maintain-parlant-indexes"}
+    assert all(row["last_run_at"] is None for row in status["jobs"])
+
+
+def test_status_of_an_unreachable_database_exits_1_saying_so_in_one_line() -> None:
+    result = maintainer("status", MAINTAINER_DATABASE_URL="postgresql://nobody:pw@127.0.0.1:1/nothing",
+                        MAINTAINER_CONNECT_TIMEOUT="1s")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"maintainer: cannot read the run history ({HISTORY}):")
+    assert len(result.stderr.strip().splitlines()) == 1 and "pw" not in result.stderr
+
+
+def test_with_history_off_replicas_still_run_each_scheduled_run_once(
+    tmp_path: Path, database_url: str, conn: psycopg.Connection[Any], start_daemon: Callable[..., Daemon]
+) -> None:
+    job = "quick-select"
+    config = write_config(tmp_path / "maintainer.toml", custom_jobs={job: {"schedule": "1 seconds", "sql": "SELECT 1"}})
+    replicas = [start_daemon(config, database_url, MAINTAINER_HISTORY__ENABLED="false") for _ in range(2)]
+
+    for replica in replicas:
+        replica.wait_for_lines("job_succeeded", count=5, job=job)
+        replica.terminate()
+    assert [replica.exit_code(10) for replica in replicas] == [0, 0]
+
+    lines = [line for replica in replicas for line in replica.lines()]
+    ran = [line["scheduled_for"] for line in named(lines, "job_succeeded", job=job)]
+    assert len(ran) == len(set(ran)) >= 10, "a scheduled run ran twice"
+    assert named(lines, "job_skipped", job=job, reason="already_ran") or named(lines, "job_skipped", job=job)
+    assert conn.execute(f"SELECT to_regclass('{HISTORY}')").fetchone() == (None,)
+    assert conn.execute(f"SELECT to_regclass('{HISTORY}_ticks')").fetchone() != (None,)

@@ -45,7 +45,9 @@ def test_shipped_config_lists_every_setting_with_its_built_in_default() -> None:
     built_in = flatten(Settings.model_construct().model_dump())
     shipped_keys = set(flatten(tomllib.loads(SHIPPED_CONFIG.read_text())))
 
-    assert shipped_keys == set(built_in) - {"database_url"}  # the URL is a secret: never in a file
+    # The URL is a secret, never in a file; the session's zone is the database's unless set (commented out).
+    assert shipped_keys == set(built_in) - {"database_url", "session_timezone"}
+    assert '# session_timezone = "UTC"' in SHIPPED_CONFIG.read_text()
     assert flatten(load_settings().model_dump()) == built_in
 
 
@@ -94,7 +96,7 @@ def test_config_file_overrides_only_the_keys_it_sets(monkeypatch: pytest.MonkeyP
     assert settings.jobs.cleanup_old_events.schedule == "0 2 * * *"
     assert settings.jobs.cleanup_old_events.statement_timeout == timedelta(minutes=1)
     assert settings.jobs.cleanup_old_events.session_statuses == ["completed"]
-    assert settings.timezone == "UTC"
+    assert settings.scheduler.schedule_timezone == "UTC"
 
 
 def test_environment_wins_over_the_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -227,3 +229,70 @@ def test_malformed_database_url_is_refused_naming_where_it_came_from_and_no_part
         assert named in message
         for secret in (PASSWORD, "PW-4711", "Sekret"):
             assert secret not in message
+
+
+@pytest.mark.parametrize(("variable", "closest"), [
+    ("MAINTAINER_TIMEZON", "MAINTAINER_TIMEZONE"),
+    ("MAINTAINER_JOBS_CLEANUP_OLD_EVENTS__RETENTION_DAYS", "MAINTAINER_JOBS__CLEANUP_OLD_EVENTS__RETENTION_DAYS"),
+    ("MAINTAINER_SCHEDULER__SHUTDOWN_GRACE_S", "MAINTAINER_SCHEDULER__SHUTDOWN_GRACE"),
+])
+def test_a_variable_that_names_no_setting_is_refused_naming_the_closest_one(
+    monkeypatch: pytest.MonkeyPatch, variable: str, closest: str
+) -> None:
+    monkeypatch.setenv(variable, "5")
+
+    message = config_error()
+
+    assert f"{variable}: no such setting; did you mean {closest}?" in message
+
+
+def test_every_setting_and_a_custom_jobs_settings_can_be_set_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAINTAINER_CUSTOM_JOBS__NIGHTLY_VACUUM__SCHEDULE", "@daily")
+    monkeypatch.setenv("MAINTAINER_CUSTOM_JOBS__NIGHTLY_VACUUM__SQL", "VACUUM parlant_agent")
+    monkeypatch.setenv("MAINTAINER_SCHEDULER__SCHEDULE_TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("MAINTAINER_SESSION_TIMEZONE", "America/New_York")
+
+    settings = load_settings()
+
+    assert settings.custom_jobs["nightly_vacuum"].sql == "VACUUM parlant_agent"
+    assert (settings.scheduler.schedule_timezone, settings.session_timezone) == ("Europe/Berlin", "America/New_York")
+
+
+def test_the_two_zones_earlier_names_are_still_accepted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    user_config(monkeypatch, tmp_path, 'timezone = "Asia/Tokyo"\n[scheduler]\ntimezone = "Europe/Berlin"\n')
+
+    settings = load_settings()
+
+    assert (settings.session_timezone, settings.scheduler.schedule_timezone) == ("Asia/Tokyo", "Europe/Berlin")
+
+
+@pytest.mark.parametrize(("setting", "value", "named"), [
+    ("jobs.cleanup_old_events.retention_days", 1_000_000_000, "less than or equal to 36500"),
+    ("history.table", "a.b.c", "schema-qualified"),
+    ("history.table", "run history; DROP", "schema-qualified"),
+    ("jobs.cleanup_old_events.event_table", "parlant-event", "schema-qualified"),
+    ("jobs.update_statistics.tables", ["parlant_agent", ""], "schema-qualified"),
+])
+def test_a_value_with_no_sane_meaning_is_refused_at_load_naming_the_setting(
+    setting: str, value: Any, named: str
+) -> None:
+    *parents, key = setting.split(".")
+    overrides: dict[str, Any] = {key: value}
+    for parent in reversed(parents):
+        overrides = {parent: overrides}
+
+    message = config_error(**overrides)
+
+    assert setting in message and named in message
+
+
+def test_a_configuration_file_that_is_not_toml_is_refused_naming_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = user_config(monkeypatch, tmp_path, "[jobs.cleanup_old_events\nretention_days = 45\n")
+
+    message = config_error()
+
+    assert message.startswith(f"{path}: not valid TOML: ")

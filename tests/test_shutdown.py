@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -159,3 +161,46 @@ def test_sighup_stops_the_daemon_gracefully_and_records_the_run_it_interrupts(
         statuses = [row[0] for row in conn.execute(
             "SELECT status FROM maintainer.run_history WHERE job = %s", (STUCK,))]
     assert statuses == ["cancelled"]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A URL whose server accepts connections and never answers: a database that hangs, or a black hole."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"postgresql://nobody@127.0.0.1:{listener.getsockname()[1]}/nothing"
+    finally:
+        stop.set()
+        thread.join(5)
+        for connection in [*accepted, listener]:
+            connection.close()
+
+
+def test_with_a_database_that_never_answers_the_daemon_stops_in_time_and_says_so_last(
+    tmp_path: Path, silent_server: str, start_daemon: Callable[..., Daemon]
+) -> None:
+    config = write_config(tmp_path / "maintainer.toml", scheduler={"shutdown_grace": f"{GRACE}s"},
+                          custom_jobs={STUCK: {"schedule": "1 seconds", "sql": "SELECT 1"}})
+    daemon = start_daemon(config, silent_server, MAINTAINER_CONNECT_TIMEOUT="30s")
+    daemon.wait_for_lines("job_started", job=STUCK)
+
+    code, seconds = stop_and_time(daemon)
+
+    assert (code, last_event(daemon)) == (0, "scheduler_stopped")
+    assert seconds < BOUND, f"exited {seconds:.1f} s after SIGTERM"
+    assert daemon.stderr_path.read_text() == ""

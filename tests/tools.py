@@ -1,5 +1,5 @@
 """Real tools from Debian's packages that some tests drive: found on PATH, or the test skips and says which
-package to install. ``.ci/run`` installs them and sets MAINTAINER_REQUIRE_TOOLS=1, under which a missing
+package to install. ``.ci/run`` installs them and sets REQUIRE_TEST_TOOLS=1, under which a missing
 tool fails the test instead: in CI these tests must run."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def require_tool(command: str, package: str) -> str:
     path = shutil.which(command)
     if path is None:
         reason = f"{command} is not installed (Debian package {package}: apt-get install -y {package})"
-        if os.environ.get("MAINTAINER_REQUIRE_TOOLS"):
+        if os.environ.get("REQUIRE_TEST_TOOLS"):
             pytest.fail(reason)
         pytest.skip(reason)
     return path

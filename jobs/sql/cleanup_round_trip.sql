@@ -148,7 +148,7 @@ BEGIN
         IF fits THEN  -- INFO: sent whatever client_min_messages is
             RAISE INFO 'maintainer cleanup batch' USING DETAIL = json_build_object(
                 'deleted', deleted, 'yielded', cut_yielding, 'position', position,
-                'sessions_visited', next_one - 1)::text;
+                'sessions_visited', next_one - 1, 'candidates', cardinality(candidates))::text;
         END IF;
         IF yielding AND fits AND NOT done THEN
             PERFORM pg_sleep(yield_pause);
