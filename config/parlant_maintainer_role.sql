@@ -13,6 +13,7 @@
 --   maintain-parlant-indexes  EXECUTE on maintain_parlant_indexes(); what the function    } (17+)
 --                             does, or in native mode REINDEX and ANALYZE, needs MAINTAIN }
 --   run history               its own schema, maintainer, owned by the role
+--   moving off pg_cron        where pg_cron is installed: reading every job of cron.job (see the end)
 --
 -- PostgreSQL 17 and later: the MAINTAIN privilege, granted per relation below, allows VACUUM, ANALYZE,
 -- REINDEX and REFRESH MATERIALIZED VIEW and nothing else. (pg_maintain would grant it on every table
@@ -55,6 +56,32 @@ BEGIN
                       current_setting('server_version')
             USING HINT = 'run the maintenance jobs as the tables'' owner, or GRANT <owner role> TO parlant_maintainer'
                          ' (which gives it all the owner''s rights); see the comments at the top of this file';
+    END IF;
+END
+$$;
+
+-- Moving off pg_cron: pg_cron shows a role only the jobs it scheduled itself, so `maintainer check` and the
+-- daemon would not see a job pg_cron still runs for another role beside maintainer. Where pg_cron is
+-- installed, let parlant_maintainer read every job (name, schedule, command: it can change none of them;
+-- like any role with USAGE on the schema, it may schedule jobs of its own, which run with its privileges).
+-- That takes the owner of cron.job, usually a superuser; anyone else gets a WARNING with the statements.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'cron' AND c.relname = 'job' AND pg_has_role(c.relowner, 'USAGE')) THEN
+        GRANT USAGE ON SCHEMA cron TO parlant_maintainer;
+        IF NOT EXISTS (SELECT FROM pg_policies
+                       WHERE schemaname = 'cron' AND tablename = 'job' AND policyname = 'maintainer_reads_jobs') THEN
+            CREATE POLICY maintainer_reads_jobs ON cron.job FOR SELECT TO parlant_maintainer USING (true);
+        END IF;
+    ELSE
+        RAISE WARNING 'parlant_maintainer cannot see the pg_cron jobs of other roles: maintainer will not notice'
+                      ' one still doing its work'
+            USING HINT = 'as a superuser: GRANT USAGE ON SCHEMA cron TO parlant_maintainer; CREATE POLICY'
+                         ' maintainer_reads_jobs ON cron.job FOR SELECT TO parlant_maintainer USING (true);';
     END IF;
 END
 $$;

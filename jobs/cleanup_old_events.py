@@ -22,6 +22,7 @@ between round trips for a shutdown or ``max_run_time``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -494,6 +495,19 @@ def _table_setting(settings: CleanupSettings, name: str) -> str:
     return "event_table" if name == settings.event_table else "session_table"
 
 
+_GUIDE = re.compile(
+    r"delete from parlant_event where created_at<now\(\)-interval '(\d+) days?' and session_id in\(select id from"
+    r" parlant_session where status='completed' and ended_at<now\(\)-interval '\1 days?'\)")
+
+
+def recognises(statement: str) -> dict[str, Any] | None:
+    """The guide's DELETE (its retention, when not 90 days)."""
+    if not (found := _GUIDE.fullmatch(statement)):
+        return None
+    days = int(found[1])
+    return {} if days == CleanupSettings().retention_days else {"retention_days": days}
+
+
 JOB = Job(
     name="cleanup-old-events",
     description="delete events older than the retention period from completed sessions that ended before it",
@@ -501,5 +515,6 @@ JOB = Job(
     run=run,
     dry_run=dry_run,
     check=check,
+    recognises=recognises,
     deletes_rows=True,
 )

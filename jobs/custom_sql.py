@@ -99,7 +99,8 @@ def _check_maintenance(ctx: RunContext, subject: str, command: str, rest: str) -
     if lacking := lacking_maintain(ctx.conn, relations, owner_only=command in ("REINDEX", "REFRESH", "CLUSTER")):
         return Check(ctx.job, subject, False, f"role {role} may not {command} {', '.join(lacking)}: PostgreSQL"
                      " would skip it with a WARNING, and the run fail", fix=maintain_fix(ctx.conn, lacking))
-    return Check(ctx.job, subject, True, f"{', '.join(names)} exist, and role {role} may {command} them")
+    exist, them = ("exists", "it") if len(names) == 1 else ("exist", "them")
+    return Check(ctx.job, subject, True, f"{', '.join(names)} {exist}, and role {role} may {command} {them}")
 
 
 def _check_whole_database(ctx: RunContext, subject: str, command: str) -> Check:

@@ -5,7 +5,9 @@ VACUUM cannot run inside a transaction block; the engine runs jobs in autocommit
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from typing import Any
 
 from psycopg import sql
 from pydantic import Field
@@ -66,6 +68,13 @@ def check(ctx: RunContext) -> list[Check]:
     return maintain_checks(ctx.job, ctx.conn, ctx.settings.tables, "VACUUM", owner_only=False)
 
 
+def recognises(statement: str) -> dict[str, Any] | None:
+    """The guide's VACUUM ANALYZE (or VACUUM (ANALYZE)) of the event table; another is a custom job."""
+    if not (found := re.fullmatch(r"vacuum(?: analy[sz]e |\(analy[sz]e\))([a-z0-9_.,$]+)", statement)):
+        return None
+    return {} if found[1].split(",") == MaintainEventsSettings().tables else None
+
+
 JOB = Job(
     name="maintain-parlant-events",
     description="VACUUM (ANALYZE) the event table to reclaim the space of deleted events",
@@ -73,4 +82,5 @@ JOB = Job(
     run=run,
     dry_run=dry_run,
     check=check,
+    recognises=recognises,
 )

@@ -237,6 +237,13 @@ def _function_check(ctx: RunContext) -> Check:
     return Check(ctx.job, subject, True, "function exists and role may run it")
 
 
+def recognises(statement: str) -> dict[str, Any] | None:
+    """The guide's call of its index function."""
+    if not (found := re.fullmatch(r"select ([a-z0-9_.$]+)\(\)", statement)):
+        return None
+    return {} if found[1] == MaintainIndexesSettings().function else None
+
+
 JOB = Job(
     name="maintain-parlant-indexes",
     description="rebuild bloated and invalid indexes of the Parlant tables (function or native mode)",
@@ -244,4 +251,5 @@ JOB = Job(
     run=run,
     dry_run=dry_run,
     check=check,
+    recognises=recognises,
 )

@@ -8,6 +8,7 @@ CREATE UNIQUE INDEX that fixes it, unless the configuration accepts blocking rea
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from psycopg import sql
@@ -117,6 +118,13 @@ def check(ctx: RunContext) -> list[Check]:
     return checks
 
 
+def recognises(statement: str) -> dict[str, Any] | None:
+    """The guide's REFRESH MATERIALIZED VIEW CONCURRENTLY of the analytics view."""
+    if not (found := re.fullmatch(r"refresh materialized view concurrently ([a-z0-9_.$]+)", statement)):
+        return None
+    return {} if found[1] == RefreshAnalyticsSettings().view else None
+
+
 JOB = Job(
     name="refresh-agent-analytics",
     description="REFRESH MATERIALIZED VIEW CONCURRENTLY parlant_agent_analytics_daily",
@@ -124,4 +132,5 @@ JOB = Job(
     run=run,
     dry_run=dry_run,
     check=check,
+    recognises=recognises,
 )

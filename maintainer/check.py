@@ -16,6 +16,7 @@ from maintainer import logs
 from maintainer.db import connect, table
 from maintainer.errors import JobFailed
 from maintainer.job import Check, RunContext
+from maintainer.pg_cron import overlaps, read_jobs
 from maintainer.runner import utc_now
 from maintainer.settings import Settings
 
@@ -33,7 +34,7 @@ def run_checks(settings: Settings) -> list[Check]:
     with conn:
         # Autocommit, so one failing check cannot abort the others; read-only, so none can change anything.
         conn.execute("SET default_transaction_read_only = on")
-        checks = [_server_check(conn), _claims_check(conn, settings)]
+        checks = [_server_check(conn), _claims_check(conn, settings), *_pg_cron_checks(conn, settings)]
         for job in jobs.available(settings).values():
             job_settings = settings.job_settings(job.name)
             if not job_settings.enabled:
@@ -79,3 +80,21 @@ def _claims_check(conn: psycopg.Connection[tuple[object, ...]], settings: Settin
                  " one scheduled run (one replica alone is not affected)", warning=True,
                  fix=f"create {name} as its owner (config/parlant_maintainer_role.sql does), or GRANT CREATE ON"
                      f" SCHEMA {schema} TO {role}")
+
+
+def _pg_cron_checks(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -> list[Check]:
+    """A pg_cron job still doing an enabled job's work in this database would run it a second time."""
+    cron = read_jobs(conn)
+    if cron.visibility == "not installed":
+        return []
+    checks = [Check(overlap.job, f"pg_cron job {overlap.cron.jobid}", False,
+                    f"pg_cron still runs this job's work ({overlap.cron.jobname or 'no name'},"
+                    f" {overlap.cron.schedule!r}): both would run it",
+                    fix=f"SELECT cron.unschedule({overlap.cron.jobid}); (or: maintainer import-pg-cron --unschedule)")
+              for overlap in overlaps(cron, conn.info.dbname, settings)]
+    if blind_spot := cron.blind_spot(conn.info.user):
+        checks.append(Check("server", "pg_cron", True, blind_spot[0], warning=True, fix=blind_spot[1]))
+    elif not checks:
+        checks.append(Check("server", "pg_cron", True, f"{len(cron.jobs)} jobs in cron.job, none active here doing"
+                            " the work of an enabled job"))
+    return checks

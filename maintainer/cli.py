@@ -15,15 +15,16 @@ import os
 import sys
 import urllib.request
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
 import jobs
-from maintainer import __version__, logs
+from maintainer import __version__, logs, pg_cron
 from maintainer.check import run_checks
-from maintainer.errors import MaintainerError
+from maintainer.db import connect
+from maintainer.errors import ConfigError, MaintainerError
 from maintainer.history import History
 from maintainer.job import Check
 from maintainer.runner import run_job, utc_now
@@ -82,6 +83,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Check the connection, server version, tables, view, function, indexes and privileges"
         " every enabled job needs. Changes nothing.",
     )
+    importer = commands.add_parser(
+        "import-pg-cron", parents=[connection],
+        help="print a configuration file made from pg_cron's jobs (cron.job) of this database",
+        description="Read cron.job (and the last outcome of each job from cron.job_run_details) and print a"
+        " configuration file MAINTAINER_CONFIG accepts: the guide's jobs as the built-in ones, every other job"
+        " as a custom SQL job; jobs of another database or role, or with a schedule maintainer refuses, as"
+        " comments (and on stderr). pg_cron shows a role only the jobs it scheduled, unless a superuser lets it read"
+        " them all (the fix it prints says how).",
+    )
+    importer.add_argument("--format", choices=["toml", "json"], default="toml", help="output format (default toml)")
+    importer.add_argument("--unschedule", action="store_true",
+                          help="print the cron.unschedule() statements of exactly the jobs imported, instead")
+    importer.add_argument("--apply", action="store_true",
+                          help="with --unschedule: run them, in one transaction, and say what was removed")
     demo = commands.add_parser(
         "demo", parents=[connection],
         help="run the retention audit and cleanup on a throwaway embedded PostgreSQL with synthetic data",
@@ -124,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _list_jobs(settings, args.format)
         elif args.command == "check":
             return _print_checks(run_checks(settings), args.format)
+        elif args.command == "import-pg-cron":
+            return _import_pg_cron(settings, args.format, unschedule=args.unschedule, apply=args.apply)
         elif args.command == "demo":
             from maintainer.demo import run_demo
 
@@ -204,6 +221,56 @@ def _print_status(settings: Settings, output_format: str) -> int:
         if row["last_error"]:
             line += f"\n{'':<26}last error {when('last_error_at')}: {row['last_error']}"
         print(line)
+    return 0
+
+
+def _import_pg_cron(settings: Settings, output_format: str, *, unschedule: bool, apply: bool) -> int:
+    if apply and not unschedule:
+        raise ConfigError("--apply goes with --unschedule: nothing is unscheduled without both")
+    log = logs.get_logger()
+    try:
+        conn = connect(settings, "import-pg-cron", lock_timeout=timedelta(seconds=5),
+                       statement_timeout=timedelta(seconds=30), autocommit=False)
+    except psycopg.Error as error:
+        raise MaintainerError(f"cannot connect to read pg_cron's jobs: {error}") from error
+    with conn:
+        cron = pg_cron.read_jobs(conn)
+        blind_spot = cron.blind_spot(conn.info.user)
+        if cron.visibility == "not installed":
+            raise MaintainerError(f"pg_cron is not installed in database {conn.info.dbname} (no cron.job)")
+        if cron.visibility == "unreadable" and blind_spot:
+            raise MaintainerError(f"{blind_spot[0]}; fix: {blind_spot[1]}")
+        if blind_spot:
+            log.warning("pg_cron_unchecked", reason=blind_spot[0], fix=blind_spot[1])
+        plan = pg_cron.plan_import(cron.jobs, settings, conn.info.dbname, conn.info.user)
+        for entry in plan:
+            if entry.kind == "not imported":
+                log.warning("pg_cron_job_not_imported", pg_cron_jobid=entry.cron.jobid,
+                            pg_cron_jobname=entry.cron.jobname, reason=entry.reason)
+        if not unschedule:
+            if output_format == "json":
+                print(json.dumps(pg_cron.as_json(plan, cron, conn.info.dbname), indent=2))
+            else:
+                print(pg_cron.render_toml(plan, cron, conn.info.dbname, utc_now(), blind_spot and blind_spot[0]),
+                      end="")
+            return 0
+        statements = pg_cron.unschedule_statements(plan)
+        if not apply:
+            print("\n".join(statement for _, statement in statements))
+            return 0
+        try:
+            with conn.transaction():
+                for jobid, _ in statements:
+                    conn.execute("SELECT cron.unschedule(%s)", (jobid,))
+        except psycopg.Error as error:
+            raise MaintainerError(
+                f"nothing was unscheduled (one transaction): cron.unschedule() failed: {error} (SQLSTATE"
+                f" {error.sqlstate}); fix: run --apply as the role that scheduled the jobs, or as a superuser"
+            ) from error
+        for entry in plan:
+            if entry.kind != "not imported":
+                print(f"unscheduled pg_cron job {entry.cron.jobid} ({entry.cron.jobname or 'no name'}), now"
+                      f" maintainer's {entry.job}")
     return 0
 
 

@@ -143,6 +143,9 @@ class Job:
     dry_run: Callable[[RunContext], Result]
     check: Callable[[RunContext], list[Check]]
     deletes_rows: bool = False  # the rows it counts are deleted rows: maintainer_rows_deleted_total counts them
+    # Given a pg_cron command, normalized (lower case, no runs of whitespace, no spaces around punctuation, no
+    # trailing semicolon): this job's settings if it is the guide's statement for this job, else None.
+    recognises: Callable[[str], dict[str, Any] | None] = lambda statement: None
 
     @property
     def settings_key(self) -> str:

@@ -37,6 +37,8 @@ ROWS_DELETED = Counter("maintainer_rows_deleted", "Rows deleted by the retention
                        registry=REGISTRY)
 OVERDUE = Gauge("maintainer_job_overdue", "1 while the job has not succeeded within its interval plus grace.",
                 [LABEL], registry=REGISTRY)
+PG_CRON_OVERLAP = Gauge("maintainer_pg_cron_overlap", "1 while an active pg_cron job of this database does the job's"
+                        " work too: both would run it.", [LABEL], registry=REGISTRY)
 HEARTBEAT = Gauge("maintainer_heartbeat_timestamp_seconds", "Unix time of the daemon's last heartbeat.",
                   registry=REGISTRY)
 STARTED = Gauge("maintainer_start_timestamp_seconds", "Unix time the daemon started.", registry=REGISTRY)
@@ -53,5 +55,6 @@ def declare(job: str, interval: timedelta, last_success: datetime | None) -> Non
     DURATION.labels(job)
     ROWS_DELETED.labels(job)
     OVERDUE.labels(job).set(0)
+    PG_CRON_OVERLAP.labels(job).set(0)
     INTERVAL.labels(job).set(interval.total_seconds())
     LAST_SUCCESS.labels(job).set(last_success.timestamp() if last_success else 0)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+import psycopg
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,10 +27,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 import jobs
 from maintainer import endpoints, logs, metrics
 from maintainer.check import run_checks
+from maintainer.db import connect
 from maintainer.errors import ConfigError
 from maintainer.history import History
 from maintainer.job import Clock, Job
 from maintainer.logs import get_logger, redact
+from maintainer.pg_cron import overlaps, read_jobs
 from maintainer.runner import RunControl, run_job, utc_now
 from maintainer.schedule import expected_interval, last_fire_time, next_fire_times
 from maintainer.settings import Settings
@@ -76,6 +79,7 @@ class Daemon:
         self._running_changed = threading.Condition()
         self._signal: str | None = None
         self._last_success: dict[str, datetime] = {}
+        self._pg_cron_blind_spot_told = False
 
     def run(self) -> int:
         """Run until SIGTERM, SIGINT or SIGHUP; returns the exit code (0).
@@ -193,6 +197,8 @@ class Daemon:
         scheduler.add_job(self._check_overdue,
                           IntervalTrigger(seconds=config.overdue_check_interval.total_seconds()), id="overdue")
         scheduler.add_job(self._open_history, id="open-history", next_run_time=self.clock())
+        scheduler.add_job(self._check_pg_cron, IntervalTrigger(seconds=config.heartbeat_interval.total_seconds()),
+                          id="pg-cron", next_run_time=self.clock())
         scheduler.add_job(self._prune_history, IntervalTrigger(hours=24), id="prune-history",
                           next_run_time=self.clock())
         return scheduler
@@ -253,6 +259,28 @@ class Daemon:
             metrics.OVERDUE.labels(name).set(1 if name in overdue else 0)
         for name, details in overdue.items():
             self.log.error("job_overdue", job=name, **details)
+
+    def _check_pg_cron(self) -> None:
+        """While pg_cron still does an enabled job's work in this database, say so (at start and then with every
+        heartbeat) and show it on /metrics: during a cut-over both would run it. What the role cannot see of
+        pg_cron's jobs is said once."""
+        try:
+            with connect(self.settings, "pg-cron-check", lock_timeout=timedelta(seconds=5),
+                         statement_timeout=timedelta(seconds=10), autocommit=True) as conn:
+                cron = read_jobs(conn)
+                found = overlaps(cron, conn.info.dbname, self.settings)
+                blind_spot = cron.blind_spot(conn.info.user)
+        except psycopg.Error:
+            return  # the database is away: the runs say so
+        for name in self._jobs:
+            metrics.PG_CRON_OVERLAP.labels(name).set(1 if any(overlap.job == name for overlap in found) else 0)
+        for overlap in found:
+            self.log.warning("pg_cron_overlap", job=overlap.job, pg_cron_jobid=overlap.cron.jobid,
+                             pg_cron_jobname=overlap.cron.jobname, schedule=overlap.cron.schedule,
+                             fix=f"SELECT cron.unschedule({overlap.cron.jobid});")
+        if blind_spot and not self._pg_cron_blind_spot_told:
+            self._pg_cron_blind_spot_told = True
+            self.log.warning("pg_cron_unchecked", reason=blind_spot[0], fix=blind_spot[1])
 
     def _prune_history(self) -> None:
         try:

@@ -102,6 +102,10 @@ CASES = {
     "runs skipped for another replica's lock": case(
         "MaintainerRunsDropped", per_job("maintainer_skips_total", "0+1x60", reason="lock_held")
         + per_job("maintainer_skips_total", "0x60", reason="still_running"), "60m", fires=False),
+    "pg_cron still scheduling the work": case(
+        "MaintainerPgCronOverlap", per_job("maintainer_pg_cron_overlap", "1x30"), "30m", fires=True),
+    "pg_cron's job unscheduled": case(
+        "MaintainerPgCronOverlap", per_job("maintainer_pg_cron_overlap", "1x10 0x20"), "30m", fires=False),
 }
 
 
