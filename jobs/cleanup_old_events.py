@@ -34,7 +34,7 @@ from pydantic import Field
 
 from maintainer.catalog import indexes_leading_with, missing, quoted
 from maintainer.db import table
-from maintainer.job import Check, Duration, Job, JobSettings, RelationName, Result, RunContext
+from maintainer.job import Check, Duration, Job, JobSettings, RelationName, Result, RunContext, StopReason
 
 SessionStatus = Literal["active", "completed", "abandoned"]
 SESSION_STATUSES: tuple[SessionStatus, ...] = ("active", "completed", "abandoned")
@@ -56,6 +56,9 @@ class CleanupSettings(JobSettings):
     full_pass_every: Duration = timedelta(days=7)
     event_table: RelationName = "parlant_event"
     session_table: RelationName = "parlant_session"
+
+
+Context = RunContext[CleanupSettings]
 
 
 def _sql(name: str) -> str:
@@ -101,7 +104,7 @@ class _EventTable:
     created_at_index: str | None  # one leading with created_at: the high-water mark needs one
 
 
-def compute_cutoff(ctx: RunContext, retention_days: int) -> datetime:
+def compute_cutoff(ctx: Context, retention_days: int) -> datetime:
     """``now - retention_days`` as a TIMESTAMP WITHOUT TIME ZONE in the session time zone, like the columns."""
     row = ctx.conn.execute(
         "SELECT (%s::timestamptz - make_interval(days => %s))::timestamp", (ctx.clock(), retention_days)
@@ -111,14 +114,14 @@ def compute_cutoff(ctx: RunContext, retention_days: int) -> datetime:
     return cutoff
 
 
-def _rule(ctx: RunContext, settings: CleanupSettings) -> str:
+def _rule(ctx: Context, settings: CleanupSettings) -> str:
     """What a high-water mark is valid for: a run with another rule may have left anything."""
     statuses = "/".join(sorted(settings.session_statuses))
     timezone = ctx.conn.info.parameter_status("TimeZone")
     return f"{settings.event_table} of {statuses} {settings.session_table}, TimeZone {timezone}"
 
 
-def _event_table(ctx: RunContext, settings: CleanupSettings) -> _EventTable:
+def _event_table(ctx: Context, settings: CleanupSettings) -> _EventTable:
     row = ctx.conn.execute(
         "SELECT current_setting('block_size')::int / 4,"
         " pg_relation_size(e.oid) / current_setting('block_size')::int,"
@@ -135,7 +138,7 @@ def _event_table(ctx: RunContext, settings: CleanupSettings) -> _EventTable:
                        indexes["session_id"], indexes["created_at"])
 
 
-def choose_path(ctx: RunContext, settings: CleanupSettings, cutoff: datetime, events: _EventTable) -> PathChoice:
+def choose_path(ctx: Context, settings: CleanupSettings, cutoff: datetime, events: _EventTable) -> PathChoice:
     """The walk for a backlog or without an index on session_id; otherwise the sessions path, since the last
     complete run's cutoff when its high-water mark holds."""
     now = ctx.clock()
@@ -155,7 +158,7 @@ def choose_path(ctx: RunContext, settings: CleanupSettings, cutoff: datetime, ev
 
 
 def _high_water_mark(
-    ctx: RunContext, settings: CleanupSettings, now: datetime, events: _EventTable
+    ctx: Context, settings: CleanupSettings, now: datetime, events: _EventTable
 ) -> tuple[datetime | None, datetime | None, str]:
     """(since, when the last full pass ran, why): since is None when this run must look at everything."""
     last = ctx.last_complete
@@ -177,7 +180,7 @@ def _days(duration: timedelta) -> str:
     return f"{duration.total_seconds() / 86400:g} days"
 
 
-def _eligible_share(ctx: RunContext, settings: CleanupSettings, cutoff: datetime, events: _EventTable) -> float:
+def _eligible_share(ctx: Context, settings: CleanupSettings, cutoff: datetime, events: _EventTable) -> float:
     """The share of eligible events in a sample of the event table's pages (0 for an empty table)."""
     percent = min(100.0, 100.0 * _SAMPLE_BLOCKS / max(events.blocks, 1))
     query = sql.SQL(
@@ -194,7 +197,7 @@ def _eligible_share(ctx: RunContext, settings: CleanupSettings, cutoff: datetime
 
 
 def _window_share(
-    ctx: RunContext, settings: CleanupSettings, since: datetime, cutoff: datetime, events: _EventTable
+    ctx: Context, settings: CleanupSettings, since: datetime, cutoff: datetime, events: _EventTable
 ) -> float:
     """The planner's estimate of the share of events that became eligible since ``since``: those created
     since, and those of sessions that ended since (as many as a session holds on average)."""
@@ -211,7 +214,7 @@ def _window_share(
     return (created + ended * (events.events_per_session or 0)) / total if total else 0.0
 
 
-def _configure(ctx: RunContext) -> None:
+def _configure(ctx: Context) -> None:
     # The batches' generic plan is a memoized index lookup of each event's session: planning it for every
     # batch would cost as much as a small batch, and a hash join would hash every eligible session again in
     # every batch. Batches commit asynchronously; the run ends with one durable commit.
@@ -223,7 +226,7 @@ def _configure(ctx: RunContext) -> None:
 class _RoundTrips:
     """The state that goes into each round trip, and what its INFO lines say the batches did."""
 
-    def __init__(self, ctx: RunContext, settings: CleanupSettings, cutoff: datetime, choice: PathChoice,
+    def __init__(self, ctx: Context, settings: CleanupSettings, cutoff: datetime, choice: PathChoice,
                  events: _EventTable, started: float) -> None:
         self.ctx, self.settings, self.cutoff, self.choice, self.started = ctx, settings, cutoff, choice, started
         yield_size = min(settings.yield_batch_size, settings.batch_size)
@@ -304,8 +307,8 @@ class _RoundTrips:
         self.ctx.conn.execute(sql.SQL("DO {}").format(body))
 
 
-def run(ctx: RunContext) -> Result:
-    settings: CleanupSettings = ctx.settings
+def run(ctx: Context) -> Result:
+    settings = ctx.settings
     conn = ctx.conn
     cutoff = compute_cutoff(ctx, settings.retention_days)
     started = ctx.monotonic()
@@ -323,7 +326,7 @@ def run(ctx: RunContext) -> Result:
     pause = settings.pause_between_batches.total_seconds()
     # With a pause every batch is its own round trip, the pause between them.
     trips.state["batches"] = 1 if pause else _MAX_BATCHES_PER_ROUND_TRIP
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     conn.add_notice_handler(trips.on_notice)
     try:
         while not trips.done and not ctx.stop.is_set():
@@ -332,12 +335,12 @@ def run(ctx: RunContext) -> Result:
             if trips.done or ctx.stop.is_set():
                 break
             if deadline is not None and ctx.monotonic() >= deadline:
-                stop_reason = "max_run_time"
+                stop_reason = StopReason.MAX_RUN_TIME
                 break
             if pause and ctx.stop.wait(pause):
                 break
         if not trips.done and ctx.stop.is_set():
-            stop_reason = "shutdown"
+            stop_reason = StopReason.SHUTDOWN
     finally:
         conn.remove_notice_handler(trips.on_notice)
     # One durable commit: it flushes the WAL of every batch above before the run reports them done.
@@ -382,9 +385,9 @@ def _path_fields(choice: PathChoice) -> dict[str, Any]:
     }
 
 
-def dry_run(ctx: RunContext) -> Result:
+def dry_run(ctx: Context) -> Result:
     """The retention audit: what the policy deletes now, and what older than the cutoff it keeps, and why."""
-    settings: CleanupSettings = ctx.settings
+    settings = ctx.settings
     cutoff = compute_cutoff(ctx, settings.retention_days)
     events = _event_table(ctx, settings)
     _configure(ctx)
@@ -441,10 +444,10 @@ def _counts(entry: dict[str, Any]) -> str:
     return text
 
 
-def check(ctx: RunContext) -> list[Check]:
+def check(ctx: Context) -> list[Check]:
     """The two tables exist, the role may read sessions and read and delete events, and the indexes that keep
     the nightly run's cost to what it deletes are there."""
-    settings: CleanupSettings = ctx.settings
+    settings = ctx.settings
     checks = []
     for name, privileges in ((settings.event_table, ("SELECT", "DELETE")), (settings.session_table, ("SELECT",))):
         if missing(ctx.conn, [name]):
@@ -476,7 +479,7 @@ def check(ctx: RunContext) -> list[Check]:
     return checks
 
 
-def _index_check(ctx: RunContext, name: str, columns: list[str], index: str | None, need: str) -> Check:
+def _index_check(ctx: Context, name: str, columns: list[str], index: str | None, need: str) -> Check:
     """The index the cleanup's sessions path wants, led by ``columns[0]``; the statement that makes one."""
     subject = f"{name} ({columns[0]})"
     if index:

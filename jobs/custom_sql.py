@@ -14,7 +14,7 @@ from pydantic import Field
 
 from maintainer.catalog import lacking_maintain, maintain_fix, resolved
 from maintainer.errors import JobFailed
-from maintainer.job import Check, Job, JobSettings, Result, RunContext
+from maintainer.job import Check, Job, JobSettings, Result, RunContext, normalized
 
 
 class CustomSqlSettings(JobSettings):
@@ -27,8 +27,8 @@ class CustomSqlSettings(JobSettings):
         return [self.sql] if isinstance(self.sql, str) else list(self.sql)
 
 
-def run(ctx: RunContext) -> Result:
-    settings: CustomSqlSettings = ctx.settings
+def run(ctx: RunContext[CustomSqlSettings]) -> Result:
+    settings = ctx.settings
     rows = 0
     if settings.autocommit:
         for statement in settings.statements:
@@ -45,8 +45,8 @@ def run(ctx: RunContext) -> Result:
                   report=f"ran {count} statement{'s' if count > 1 else ''}, {rows} rows affected")
 
 
-def dry_run(ctx: RunContext) -> Result:
-    settings: CustomSqlSettings = ctx.settings
+def dry_run(ctx: RunContext[CustomSqlSettings]) -> Result:
+    settings = ctx.settings
     mode = "each in autocommit" if settings.autocommit else "in one transaction"
     return Result(summary={"statements": settings.statements, "autocommit": settings.autocommit},
                   report="\n".join([f"would run ({mode}):", *(f"  {s}" for s in settings.statements)]))
@@ -62,14 +62,14 @@ _LEGACY = re.compile(r"^\s*(?:FULL|FREEZE|VERBOSE|ANALY[SZ]E|CONCURRENTLY)\b", r
 _EXPLAINABLE = re.compile(r"^(?:SELECT|INSERT|UPDATE|DELETE|WITH|MERGE|VALUES|TABLE)\b", re.IGNORECASE)
 
 
-def check(ctx: RunContext) -> list[Check]:
+def check(ctx: RunContext[CustomSqlSettings]) -> list[Check]:
     """What can be known without running the statements: the relations a maintenance command names exist and
     the role may maintain them; a query, its tables, columns, functions and privileges, by EXPLAIN."""
-    settings: CustomSqlSettings = ctx.settings
+    settings = ctx.settings
     return [_check_statement(ctx, " ".join(statement.split()).rstrip("; ")) for statement in settings.statements]
 
 
-def _check_statement(ctx: RunContext, statement: str) -> Check:
+def _check_statement(ctx: RunContext[CustomSqlSettings], statement: str) -> Check:
     subject = statement if len(statement) <= 60 else statement[:57] + "..."
     if maintenance := _MAINTENANCE.match(statement):
         return _check_maintenance(ctx, subject, maintenance["command"].split()[0].upper(), maintenance["rest"])
@@ -85,7 +85,7 @@ def _check_statement(ctx: RunContext, statement: str) -> Check:
                  " try it with run-once")
 
 
-def _check_maintenance(ctx: RunContext, subject: str, command: str, rest: str) -> Check:
+def _check_maintenance(ctx: RunContext[CustomSqlSettings], subject: str, command: str, rest: str) -> Check:
     names, role = _targets(command, rest), ctx.conn.info.user
     if names is None or (not names and command == "CLUSTER"):
         return Check(ctx.job, subject, True, f"{command} of a whole schema, database or system: not checked")
@@ -103,7 +103,7 @@ def _check_maintenance(ctx: RunContext, subject: str, command: str, rest: str) -
     return Check(ctx.job, subject, True, f"{', '.join(names)} {exist}, and role {role} may {command} {them}")
 
 
-def _check_whole_database(ctx: RunContext, subject: str, command: str) -> Check:
+def _check_whole_database(ctx: RunContext[CustomSqlSettings], subject: str, command: str) -> Check:
     """VACUUM or ANALYZE of every table: only the database's owner (or, from 17, pg_maintain) skips none."""
     role = ctx.conn.info.user
     maintainer = "pg_has_role('pg_maintain', 'USAGE') OR " if ctx.conn.info.server_version >= 170000 else ""
@@ -164,7 +164,9 @@ def _without_columns(part: str) -> str:
     return part.strip()
 
 
-def custom_job(name: str, settings: CustomSqlSettings) -> Job:
+def custom_job(name: str, settings: CustomSqlSettings) -> Job[CustomSqlSettings]:
+    """The job ``[custom_jobs.<name>]`` configures: it recognises its own statements among pg_cron's jobs."""
+    own = normalized("; ".join(settings.statements))
     return Job(
         name=name,
         description=settings.description or f"custom SQL: {settings.statements[0][:60]}",
@@ -172,4 +174,5 @@ def custom_job(name: str, settings: CustomSqlSettings) -> Job:
         run=run,
         dry_run=dry_run,
         check=check,
+        recognises=lambda statement: {} if statement == own else None,
     )

@@ -27,8 +27,8 @@ def _statement(name: str) -> sql.Composed:
     return sql.SQL("VACUUM (ANALYZE) {}").format(table(name))
 
 
-def run(ctx: RunContext) -> Result:
-    settings: MaintainEventsSettings = ctx.settings
+def run(ctx: RunContext[MaintainEventsSettings]) -> Result:
+    settings = ctx.settings
     require_maintain(ctx.job, ctx.conn, settings.tables, "VACUUM", owner_only=False)
     tables = {}
     for name in settings.tables:
@@ -49,8 +49,8 @@ def run(ctx: RunContext) -> Result:
     return Result(summary={"tables": tables}, report=report)
 
 
-def dry_run(ctx: RunContext) -> Result:
-    settings: MaintainEventsSettings = ctx.settings
+def dry_run(ctx: RunContext[MaintainEventsSettings]) -> Result:
+    settings = ctx.settings
     statements = [_statement(name).as_string(ctx.conn) for name in settings.tables]
     stats = table_stats(ctx.conn, settings.tables)
     not_permitted = lacking_maintain(ctx.conn, settings.tables, owner_only=False)
@@ -64,7 +64,7 @@ def dry_run(ctx: RunContext) -> Result:
     return Result(summary=summary, report="\n".join(lines))
 
 
-def check(ctx: RunContext) -> list[Check]:
+def check(ctx: RunContext[MaintainEventsSettings]) -> list[Check]:
     return maintain_checks(ctx.job, ctx.conn, ctx.settings.tables, "VACUUM", owner_only=False)
 
 

@@ -75,9 +75,9 @@ def _analyze(tables: list[str]) -> sql.Composed:
     return sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(table(name) for name in tables))
 
 
-def _native_plan(ctx: RunContext) -> tuple[list[str], list[str], list[str]]:
+def _native_plan(ctx: RunContext[MaintainIndexesSettings]) -> tuple[list[str], list[str], list[str]]:
     """(configured indexes that exist, invalid indexes to rebuild, leftovers of failed reindexes to leave)."""
-    settings: MaintainIndexesSettings = ctx.settings
+    settings = ctx.settings
     absent = set(missing(ctx.conn, settings.indexes))
     invalid = [index for index, _ in invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)]
     configured = [index for index in settings.indexes if index not in absent and index not in invalid]
@@ -85,21 +85,21 @@ def _native_plan(ctx: RunContext) -> tuple[list[str], list[str], list[str]]:
     return configured, [index for index in invalid if index not in leftovers], leftovers
 
 
-def run(ctx: RunContext) -> Result:
-    settings: MaintainIndexesSettings = ctx.settings
+def run(ctx: RunContext[MaintainIndexesSettings]) -> Result:
+    settings = ctx.settings
     return _run_native(ctx) if settings.mode == "native" else _run_function(ctx)
 
 
-def _function_privilege_fix(ctx: RunContext, tables: list[str]) -> str:
-    settings: MaintainIndexesSettings = ctx.settings
+def _function_privilege_fix(ctx: RunContext[MaintainIndexesSettings], tables: list[str]) -> str:
+    settings = ctx.settings
     return (
         f"{maintain_fix(ctx.conn, tables)}; or make {settings.function}() SECURITY DEFINER,"
         " owned by the tables' owner"
     )
 
 
-def _run_function(ctx: RunContext) -> Result:
-    settings: MaintainIndexesSettings = ctx.settings
+def _run_function(ctx: RunContext[MaintainIndexesSettings]) -> Result:
+    settings = ctx.settings
     if function_state(ctx.conn, settings.function) is None:
         raise JobFailed(ctx.job, f"function {settings.function}() does not exist", sqlstate="42883", fix=_NATIVE_FIX)
     try:
@@ -115,8 +115,8 @@ def _run_function(ctx: RunContext) -> Result:
                   report=f"ran {settings.function}()")
 
 
-def _run_native(ctx: RunContext) -> Result:
-    settings: MaintainIndexesSettings = ctx.settings
+def _run_native(ctx: RunContext[MaintainIndexesSettings]) -> Result:
+    settings = ctx.settings
     configured, invalid, leftovers = _native_plan(ctx)
     require_maintain(ctx.job, ctx.conn, configured + invalid + settings.tables, "REINDEX", owner_only=True)
     if absent := missing(ctx.conn, settings.indexes):
@@ -150,17 +150,17 @@ def _run_native(ctx: RunContext) -> Result:
     return Result(summary=summary, report=report)
 
 
-def _drop_own_leftovers(ctx: RunContext, before: set[str]) -> None:
+def _drop_own_leftovers(ctx: RunContext[MaintainIndexesSettings], before: set[str]) -> None:
     """A REINDEX CONCURRENTLY that failed (lock timeout, cancel) leaves an invalid ``_ccnew`` copy: drop ours."""
-    settings: MaintainIndexesSettings = ctx.settings
+    settings = ctx.settings
     for index, _ in invalid_indexes(ctx.conn, settings.invalid_index_table_prefix):
         if is_reindex_leftover(index) and index not in before:
             ctx.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(table(index)))
             ctx.log.warning("reindex_leftover_dropped", index=index)
 
 
-def dry_run(ctx: RunContext) -> Result:
-    settings: MaintainIndexesSettings = ctx.settings
+def dry_run(ctx: RunContext[MaintainIndexesSettings]) -> Result:
+    settings = ctx.settings
     invalid = invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)
     summary: dict[str, Any] = {"mode": settings.mode, "invalid_indexes": [index for index, _ in invalid]}
     if settings.mode == "function":
@@ -190,7 +190,7 @@ def _duplicates_fix(index: str, duplicates: str) -> str:
             f" then REINDEX INDEX CONCURRENTLY {index}; or DROP INDEX CONCURRENTLY {index}")
 
 
-def _invalid_index_fix(ctx: RunContext, index: str) -> str:
+def _invalid_index_fix(ctx: RunContext[MaintainIndexesSettings], index: str) -> str:
     if is_reindex_leftover(index):
         return f"DROP INDEX CONCURRENTLY {index}"
     if duplicates := duplicates_query(ctx.conn, index):
@@ -199,8 +199,8 @@ def _invalid_index_fix(ctx: RunContext, index: str) -> str:
     return f"REINDEX INDEX CONCURRENTLY {index} (native mode rebuilds it)"
 
 
-def check(ctx: RunContext) -> list[Check]:
-    settings: MaintainIndexesSettings = ctx.settings
+def check(ctx: RunContext[MaintainIndexesSettings]) -> list[Check]:
+    settings = ctx.settings
     checks = [
         Check(ctx.job, index, False, f"invalid index on {table_name}", fix=_invalid_index_fix(ctx, index))
         for index, table_name in invalid_indexes(ctx.conn, settings.invalid_index_table_prefix)
@@ -217,9 +217,9 @@ def check(ctx: RunContext) -> list[Check]:
     return checks + maintain_checks(ctx.job, ctx.conn, settings.tables, "ANALYZE", owner_only=False)
 
 
-def _function_check(ctx: RunContext) -> Check:
+def _function_check(ctx: RunContext[MaintainIndexesSettings]) -> Check:
     """The function exists, the role may call it, and may do what it does (unless it runs as its owner)."""
-    settings: MaintainIndexesSettings = ctx.settings
+    settings = ctx.settings
     subject, role = f"{settings.function}()", ctx.conn.info.user
     state = function_state(ctx.conn, settings.function)
     if state is None:

@@ -34,8 +34,8 @@ def _index_fix(view: str, state: MatviewState) -> str:
     )
 
 
-def _state(ctx: RunContext) -> MatviewState:
-    settings: RefreshAnalyticsSettings = ctx.settings
+def _state(ctx: RunContext[RefreshAnalyticsSettings]) -> MatviewState:
+    settings = ctx.settings
     state = matview_state(ctx.conn, settings.view)
     if state is None:
         raise JobFailed(ctx.job, f"materialized view {settings.view} does not exist", sqlstate="42P01",
@@ -58,8 +58,8 @@ def _statement(view: str, mode: str) -> sql.Composed:
     return sql.SQL("REFRESH MATERIALIZED VIEW{} {}").format(concurrently, table(view))
 
 
-def run(ctx: RunContext) -> Result:
-    settings: RefreshAnalyticsSettings = ctx.settings
+def run(ctx: RunContext[RefreshAnalyticsSettings]) -> Result:
+    settings = ctx.settings
     state = _state(ctx)
     mode, reason = _plan(settings, state)
     if mode == "refused":
@@ -80,8 +80,8 @@ def run(ctx: RunContext) -> Result:
     return Result(summary=summary, report=report)
 
 
-def dry_run(ctx: RunContext) -> Result:
-    settings: RefreshAnalyticsSettings = ctx.settings
+def dry_run(ctx: RunContext[RefreshAnalyticsSettings]) -> Result:
+    settings = ctx.settings
     state = _state(ctx)
     mode, reason = _plan(settings, state)
     statement = None if mode == "refused" else _statement(settings.view, mode).as_string(ctx.conn)
@@ -98,8 +98,8 @@ def dry_run(ctx: RunContext) -> Result:
     return Result(summary=summary, report="\n".join(lines))
 
 
-def check(ctx: RunContext) -> list[Check]:
-    settings: RefreshAnalyticsSettings = ctx.settings
+def check(ctx: RunContext[RefreshAnalyticsSettings]) -> list[Check]:
+    settings = ctx.settings
     state = matview_state(ctx.conn, settings.view)
     if state is None:
         return [Check(ctx.job, settings.view, False, "materialized view does not exist",

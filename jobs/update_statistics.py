@@ -26,8 +26,8 @@ def _statement(settings: UpdateStatisticsSettings) -> sql.Composed:
     return sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(table(name) for name in settings.tables))
 
 
-def run(ctx: RunContext) -> Result:
-    settings: UpdateStatisticsSettings = ctx.settings
+def run(ctx: RunContext[UpdateStatisticsSettings]) -> Result:
+    settings = ctx.settings
     require_maintain(ctx.job, ctx.conn, settings.tables, "ANALYZE", owner_only=False)
     before = table_stats(ctx.conn, settings.tables)
     ctx.conn.execute(_statement(settings))
@@ -43,8 +43,8 @@ def run(ctx: RunContext) -> Result:
     return Result(summary={"tables": tables}, report=report)
 
 
-def dry_run(ctx: RunContext) -> Result:
-    settings: UpdateStatisticsSettings = ctx.settings
+def dry_run(ctx: RunContext[UpdateStatisticsSettings]) -> Result:
+    settings = ctx.settings
     statement = _statement(settings).as_string(ctx.conn)
     stats = table_stats(ctx.conn, settings.tables)
     not_permitted = lacking_maintain(ctx.conn, settings.tables, owner_only=False)
@@ -58,7 +58,7 @@ def dry_run(ctx: RunContext) -> Result:
     return Result(summary=summary, report="\n".join(lines))
 
 
-def check(ctx: RunContext) -> list[Check]:
+def check(ctx: RunContext[UpdateStatisticsSettings]) -> list[Check]:
     return maintain_checks(ctx.job, ctx.conn, ctx.settings.tables, "ANALYZE", owner_only=False)
 
 

@@ -7,17 +7,15 @@ statement runs read-only) and exits 1 when any check fails.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import psycopg
 
-import jobs
 from maintainer import logs
-from maintainer.db import connect, table
+from maintainer.clock import utc_now
+from maintainer.db import connect_service, table
 from maintainer.errors import JobFailed
 from maintainer.job import Check, RunContext
 from maintainer.pg_cron import overlaps, read_jobs
-from maintainer.runner import utc_now
 from maintainer.settings import Settings
 
 OLDEST_SUPPORTED = 130000
@@ -25,8 +23,7 @@ OLDEST_SUPPORTED = 130000
 
 def run_checks(settings: Settings) -> list[Check]:
     try:
-        conn = connect(settings, "check", lock_timeout=timedelta(seconds=5),
-                       statement_timeout=timedelta(seconds=30), autocommit=True)
+        conn = connect_service(settings, "check")
     except psycopg.OperationalError as error:
         message = " ".join(logs.redact(str(error)).split())  # libpq's message spans lines; a check is one
         return [Check("server", "connection", False, f"cannot connect: {message}",
@@ -35,7 +32,7 @@ def run_checks(settings: Settings) -> list[Check]:
         # Autocommit, so one failing check cannot abort the others; read-only, so none can change anything.
         conn.execute("SET default_transaction_read_only = on")
         checks = [_server_check(conn), _claims_check(conn, settings), *_pg_cron_checks(conn, settings)]
-        for job in jobs.available(settings).values():
+        for job in settings.available_jobs().values():
             job_settings = settings.job_settings(job.name)
             if not job_settings.enabled:
                 continue

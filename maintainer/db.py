@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from maintainer.job import milliseconds
-
-if TYPE_CHECKING:
-    from maintainer.settings import Settings
+from maintainer.settings import Settings
 
 # A dead peer (failover, dropped NAT entry) is noticed within about a minute instead of hanging a run.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
@@ -51,6 +49,18 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+# Service connections (check, history, pg_cron, import) read catalogs and small tables: they wait for no lock
+# and take no long statement.
+_SERVICE_LOCK_TIMEOUT = timedelta(seconds=5)
+_SERVICE_STATEMENT_TIMEOUT = timedelta(seconds=30)
+
+
+def connect_service(settings: Settings, purpose: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    """A connection for the program's own reading and bookkeeping, with the service timeouts."""
+    return connect(settings, purpose, lock_timeout=_SERVICE_LOCK_TIMEOUT,
+                   statement_timeout=_SERVICE_STATEMENT_TIMEOUT, autocommit=autocommit)
 
 
 def table(name: str) -> sql.Identifier:

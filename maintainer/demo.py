@@ -8,14 +8,15 @@ from typing import TextIO
 
 import psycopg
 
-import jobs
+from maintainer.clock import utc_now
 from maintainer.embedded import start_server
 from maintainer.fixture import add_synthetic_data, create_schema
-from maintainer.runner import run_job, utc_now
+from maintainer.registry import Registry
+from maintainer.runner import run_job
 from maintainer.settings import load_settings
 
 
-def run_demo(events: int, out: TextIO) -> None:
+def run_demo(registry: Registry, events: int, out: TextIO) -> None:
     with tempfile.TemporaryDirectory(prefix="maintainer-demo-") as scratch:
         server = start_server(Path(scratch) / "pgdata")
         try:
@@ -28,8 +29,8 @@ def run_demo(events: int, out: TextIO) -> None:
             with psycopg.connect(url) as conn:
                 create_schema(conn)
                 add_synthetic_data(conn, events=events, now=utc_now())
-            settings = load_settings(database_url=url)
-            cleanup = jobs.REGISTRY["cleanup-old-events"]
+            settings = load_settings(registry, database_url=url)
+            cleanup = settings.job("cleanup-old-events")
             for title, dry_run in (("Before", True), ("Cleanup", False), ("After", True)):
                 run = run_job(settings, cleanup, dry_run=dry_run)
                 print(f"\n== {title}: maintainer run-once cleanup-old-events{' --dry-run' if dry_run else ''}",

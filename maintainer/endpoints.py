@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,3 +51,14 @@ def serve(host: str, port: int, health: Probe, ready: Probe) -> ThreadingHTTPSer
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
+
+
+def probe_health(port: int) -> str | None:
+    """Ask the local daemon's ``/healthz`` (``maintainer healthcheck``); None when it answers 200, else why not."""
+    url = f"http://127.0.0.1:{port}/healthz"
+    local = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
+    try:
+        with local.open(url, timeout=3) as response:
+            return None if response.status == 200 else f"{url}: HTTP {response.status}"
+    except OSError as error:
+        return f"{url}: {error}"

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-# Failures that another attempt can cure: the connection (class 08, or lost without a SQLSTATE),
-# serialization failure, deadlock, lock timeout, the server shutting down or starting, too many
-# connections. A missing table, a privilege, a syntax error or a broken view fails the same way again.
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
-
-
-def is_transient(error: psycopg.Error) -> bool:
-    sqlstate = error.sqlstate
-    if sqlstate is None:
-        return isinstance(error, psycopg.OperationalError)
-    return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+from maintainer.retry import is_transient
 
 
 class MaintainerError(Exception):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -22,7 +22,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from maintainer.db import connect, table
+from maintainer.db import connect_service, table
+from maintainer.job import Outcome, StopReason
 from maintainer.logs import get_logger, json_value
 from maintainer.settings import Settings
 
@@ -93,22 +94,35 @@ def _dumps(value: Any) -> str:
 
 @dataclass(frozen=True)
 class RunRecord:
+    """One row of the run history: which run (``job``, ``run_id``), when (``started_at``: when it held its lock,
+    ``ended_at``: when its work ended), how it ended (``status``, ``stop_reason``, ``sqlstate`` and ``error``),
+    after how many ``attempts``, the rows it committed (``rows_affected``) and the job's result fields
+    (``result``: the cleanup's high-water mark is in them)."""
+
     job: str
     run_id: str
     started_at: datetime
     ended_at: datetime
-    status: str  # succeeded, failed or cancelled
+    status: Outcome
     attempts: int
     rows_affected: int | None = None
     sqlstate: str | None = None
     error: str | None = None
-    stop_reason: str | None = None
-    result: dict[str, Any] | None = None  # the job's result fields
+    stop_reason: StopReason | None = None
+    result: dict[str, Any] | None = None
 
 
 class History:
     """The run records (``history.table``, unless ``history.enabled`` is false) and the claims of scheduled
-    runs (``<history.table>_ticks``, always: replicas need them to run each scheduled run once)."""
+    runs (``<history.table>_ticks``, always: replicas need them to run each scheduled run once).
+
+    - ``settings``: where it lives and how long it keeps (``[history]``);
+    - ``enabled``: whether runs are recorded (claims are made either way).
+
+    ``ensure`` creates the tables once (False when it cannot), ``record`` writes a run, ``claim_tick`` claims a
+    scheduled time on the run's own connection, ``last_complete`` and ``last_runs`` read, ``prune`` deletes
+    records older than ``history.retention``.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -125,8 +139,7 @@ class History:
         }
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return connect(self.settings, "history", lock_timeout=timedelta(seconds=5),
-                       statement_timeout=timedelta(seconds=30), autocommit=True)
+        return connect_service(self.settings, "history")
 
     def ensure(self) -> bool:
         """Create the tables if needed; False when they cannot be created, or the database cannot be reached now.

@@ -10,17 +10,16 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import psycopg
 import structlog
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
 
+from maintainer.clock import Clock
 from maintainer.schedule import parse_schedule
-
-Clock = Callable[[], datetime]
-"""Returns the current time, timezone-aware. Injected so tests can fix the time."""
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}
@@ -78,10 +77,28 @@ class JobSettings(BaseModel):
         return schedule
 
 
+class Outcome(StrEnum):
+    """How a real run ended: the ``outcome`` label of ``maintainer_runs_total`` and the history's ``status``."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped by shutdown, before or while it worked
+
+
+class StopReason(StrEnum):
+    """Why a run that did not fail stopped before it had done all its work."""
+
+    SHUTDOWN = "shutdown"  # the daemon was told to stop: the run counts as cancelled
+    MAX_RUN_TIME = "max_run_time"  # the job's own time limit: the run succeeded, the next one does the rest
+
+
 @dataclass
 class RowCount:
-    """Rows a run has changed and committed, over all its attempts: a job adds them as it commits, and the
-    history, the log and the metrics report the total, whether the run succeeded or not."""
+    """Rows a run has changed and committed, over all its attempts.
+
+    ``total``: the sum; a job calls ``add`` as it commits, and the history, the log and the metrics report
+    the total whether the run succeeded or not.
+    """
 
     total: int = 0
 
@@ -89,41 +106,62 @@ class RowCount:
         self.total += rows
 
 
-@dataclass
-class RunContext:
-    """Everything one run of a job may use. The job never opens connections or reads the clock itself."""
+S = TypeVar("S", bound=JobSettings)
+
+
+@dataclass(frozen=True)
+class RunContext(Generic[S]):
+    """Everything one run of a job may use: the job never opens connections or reads the clock itself.
+
+    - ``job``, ``run_id``: the job's name and this run's id, as the log lines carry them;
+    - ``conn``: the run's connection (autocommit for a real run; a read-only transaction for a dry run);
+    - ``settings``: the job's own settings;
+    - ``clock``, ``monotonic``: the time, injected so tests can fix it;
+    - ``log``: a logger bound to the job and the run;
+    - ``stop``: set when the run should stop between batches (shutdown);
+    - ``last_complete``: the result fields of the job's last run that did all its work, from the run
+      history (the cleanup's high-water mark); None without one, or without a history;
+    - ``rows``: where the job adds the rows it commits;
+    - ``timezone_source``: where the session TimeZone came from, ``session_timezone`` (the setting) or
+      ``database`` (the database's own default).
+    """
 
     job: str
     run_id: str
     conn: psycopg.Connection[Any]
-    settings: Any  # the job's own JobSettings subclass
+    settings: S
     clock: Clock
     log: structlog.typing.FilteringBoundLogger
     monotonic: Callable[[], float]
     stop: threading.Event = field(default_factory=threading.Event)
-    # The summary of this job's last run that did all its work (succeeded, not stopped early), from the run
-    # history; None without one, or without a history.
     last_complete: dict[str, Any] | None = None
     rows: RowCount = field(default_factory=RowCount)
-    # Where the session's TimeZone came from: "session_timezone" (the setting) or "database" (its own default).
-    timezone_source: str = "database"
+    timezone_source: Literal["session_timezone", "database"] = "database"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Result:
-    """What a run did: ``summary`` goes into the log line and the JSON report, ``report`` is for people."""
+    """What a run did.
+
+    - ``summary``: the result fields, for the outcome log line, the JSON report and the run history;
+    - ``report``: the same for people (``run-once`` prints it);
+    - ``stop_reason``: why the run stopped before doing all its work, or None when it did it all.
+    """
 
     summary: dict[str, Any]
     report: str
-    stop_reason: str | None = None  # "shutdown" when the run stopped early because it was asked to
+    stop_reason: StopReason | None = None
 
 
 @dataclass(frozen=True)
 class Check:
-    """One prerequisite of a job, as ``maintainer check`` reports it.
+    """One prerequisite of a job, as ``maintainer check`` prints it on one line.
 
-    ``warning`` marks an ok line that still deserves the operator's attention: the job works, but worse
-    than it could (the ``fix`` says how).
+    - ``job``: the job it is for (or ``server``), ``subject``: what was checked (a table, a privilege);
+    - ``ok``: whether the job can work; ``detail``: what was found;
+    - ``fix``: what to do about it, a statement to paste where there is one;
+    - ``warning``: an ok line that still deserves the operator's attention: the job works, but worse than
+      it could (the ``fix`` says how).
     """
 
     job: str
@@ -134,18 +172,40 @@ class Check:
     warning: bool = False
 
 
+def normalized(statement: str) -> str:
+    """SQL as pg_cron commands are compared: case, runs of whitespace, spaces around punctuation, ``$$`` quoting
+    and trailing semicolons gone."""
+    text = " ".join(statement.strip().strip("$").split()).lower()
+    text = re.sub(r"\s*([(),;=<>+*/-])\s*", r"\1", text)
+    return text.rstrip(";").strip()
+
+
+def _recognises_nothing(statement: str) -> dict[str, Any] | None:
+    return None
+
+
 @dataclass(frozen=True)
-class Job:
+class Job(Generic[S]):
+    """One job: data plus three functions of a :class:`RunContext` over its settings.
+
+    - ``name``: as commands, logs, metrics and the history name it (``cleanup-old-events``);
+    - ``description``: one line for ``maintainer list``;
+    - ``settings_model``: its settings, with the default schedule; ``[jobs.<settings_key>]`` in TOML;
+    - ``run``: does the work; ``dry_run``: reports what ``run`` would do, changing nothing;
+    - ``check``: its prerequisites, for ``maintainer check`` and ``/readyz``;
+    - ``deletes_rows``: the rows it counts are deleted rows (``maintainer_rows_deleted_total`` counts them);
+    - ``recognises``: given a pg_cron command, :func:`normalized`, this job's settings if it is the guide's
+      statement for this job, else None (``maintainer import-pg-cron``).
+    """
+
     name: str
     description: str
-    settings_model: type[JobSettings]
-    run: Callable[[RunContext], Result]
-    dry_run: Callable[[RunContext], Result]
-    check: Callable[[RunContext], list[Check]]
-    deletes_rows: bool = False  # the rows it counts are deleted rows: maintainer_rows_deleted_total counts them
-    # Given a pg_cron command, normalized (lower case, no runs of whitespace, no spaces around punctuation, no
-    # trailing semicolon): this job's settings if it is the guide's statement for this job, else None.
-    recognises: Callable[[str], dict[str, Any] | None] = lambda statement: None
+    settings_model: type[S]
+    run: Callable[[RunContext[S]], Result]
+    dry_run: Callable[[RunContext[S]], Result]
+    check: Callable[[RunContext[S]], list[Check]]
+    deletes_rows: bool = False
+    recognises: Callable[[str], dict[str, Any] | None] = _recognises_nothing
 
     @property
     def settings_key(self) -> str:

@@ -1,32 +1,24 @@
-"""Moving off pg_cron: what ``cron.job`` schedules in this database, as maintainer's configuration, and the
-jobs pg_cron would run beside maintainer.
+"""pg_cron beside maintainer: the jobs ``cron.job`` schedules in this database, and those that do the work of
+an enabled maintainer job (both would run it).
 
-The guide's jobs are recognised by their SQL (each built-in job says which statements are its own), with
-case, whitespace, trailing semicolons and the ``$$`` quoting ignored; every other job becomes a custom SQL
-job. pg_cron's row security shows a role only the jobs it scheduled itself; what the role cannot see is said,
-with the grant that shows the rest.
+A job recognises its own statements (each built-in job the guide's, each custom job its ``sql``), with case,
+whitespace, trailing semicolons and the ``$$`` quoting ignored. pg_cron's row security shows a role only the
+jobs it scheduled itself; what the role cannot see is said, with the grant that shows the rest.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import dict_row
 
-import jobs
-from maintainer.job import Job
-from maintainer.schedule import parse_schedule
+from maintainer import logs, metrics
+from maintainer.db import connect_service
+from maintainer.job import normalized
 from maintainer.settings import Settings
-
-# What PostgreSQL refuses inside a transaction block: such a custom job needs autocommit.
-_OUTSIDE_A_TRANSACTION = re.compile(
-    r"\b(VACUUM|CONCURRENTLY|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CREATE\s+TABLESPACE)\b", re.IGNORECASE)
-_NAME = re.compile(r"[^a-z0-9_-]+")
 
 _JOBS = """
 SELECT j.jobid, j.jobname, j.schedule, j.command, j.database, j.username, j.active,
@@ -54,27 +46,6 @@ class CronJob:
     last_status: str | None = None
     last_start: datetime | None = None
     last_message: str | None = None
-
-
-Kind = Literal["built-in", "custom", "not imported"]
-
-
-@dataclass(frozen=True)
-class Imported:
-    """What the import makes of one pg_cron job: a built-in job's settings, a custom job, or a reason not to."""
-
-    cron: CronJob
-    kind: Kind
-    job: str | None  # maintainer's name for it
-    settings: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None  # why it is not imported, or what to know about it
-
-
-def normalized(statement: str) -> str:
-    """The SQL with case, runs of whitespace, spaces around punctuation and trailing semicolons gone."""
-    text = " ".join(statement.strip().strip("$").split()).lower()
-    text = re.sub(r"\s*([(),;=<>+*/-])\s*", r"\1", text)
-    return text.rstrip(";").strip()
 
 
 # Whether pg_cron is installed here, and whether the role may read cron.job, all of it or (row security,
@@ -138,124 +109,6 @@ def read_jobs(conn: psycopg.Connection[Any]) -> CronTable:
                      "UTC" if timezone.upper() in ("GMT", "UTC", "ETC/UTC", "Z") else timezone)
 
 
-def plan_import(cron_jobs: list[CronJob], settings: Settings, database: str, role: str) -> list[Imported]:
-    """What each pg_cron job becomes in maintainer's configuration."""
-    plan: list[Imported] = []
-    taken: set[str] = set(jobs.REGISTRY)
-    for cron in cron_jobs:
-        plan.append(_one(cron, settings, database, role, taken))
-        if plan[-1].job:
-            taken.add(plan[-1].job)
-    return plan
-
-
-def _one(cron: CronJob, settings: Settings, database: str, role: str, taken: set[str]) -> Imported:
-    if cron.database != database:
-        return Imported(cron, "not imported", None, reason=f"it runs in database {cron.database}, not {database}:"
-                        f" a maintainer pointed at {cron.database} can run it")
-    try:
-        parse_schedule(cron.schedule, settings.scheduler.schedule_timezone)
-    except ValueError as error:
-        return Imported(cron, "not imported", None, reason=f"its schedule is one maintainer refuses: {error}")
-    sql = normalized(cron.command)
-    for job in jobs.REGISTRY.values():
-        if (recognised := job.recognises(sql)) is not None:
-            return Imported(cron, "built-in", job.name, {**_schedule(job, cron), **recognised,
-                                                         **({} if cron.active else {"enabled": False})},
-                            reason=None if cron.username == role else
-                            f"pg_cron ran it as {cron.username}; maintainer runs it as {role}: see maintainer check")
-    if cron.username != role:
-        return Imported(cron, "not imported", None, reason=f"it runs as {cron.username}, and maintainer connects as"
-                        f" {role}: import it as {cron.username}, or run it from a maintainer connecting as that role")
-    name = _custom_name(cron, taken)
-    custom: dict[str, Any] = {"schedule": cron.schedule, "sql": cron.command.strip()}
-    if _OUTSIDE_A_TRANSACTION.search(cron.command):
-        custom["autocommit"] = True
-    if not cron.active:
-        custom["enabled"] = False
-    return Imported(cron, "custom", name, custom)
-
-
-def _schedule(job: Job, cron: CronJob) -> dict[str, Any]:
-    default = job.settings_model.model_fields["schedule"].default
-    return {} if " ".join(cron.schedule.split()) == default else {"schedule": " ".join(cron.schedule.split())}
-
-
-def _custom_name(cron: CronJob, taken: set[str]) -> str:
-    """A valid custom job name from ``jobname`` (or the job id), free of the built-in and earlier names."""
-    stem = _NAME.sub("-", (cron.jobname or "").lower()).strip("-_") or f"pg-cron-{cron.jobid}"
-    if not stem[0].isalnum():
-        stem = f"pg-cron-{stem}"
-    name = stem
-    if name in taken or name.replace("_", "-") in taken:
-        name = f"{stem}-{cron.jobid}"
-    return name
-
-
-def render_toml(plan: list[Imported], cron: CronTable, database: str, now: datetime,
-                blind_spot: str | None = None) -> str:
-    """A configuration file MAINTAINER_CONFIG accepts as it is. A built-in job pg_cron did not schedule is
-    written disabled, so that maintainer does what pg_cron did, no more."""
-    lines = [f"# Imported from pg_cron (cron.job) of database {database} by maintainer import-pg-cron,"
-             f" {now:%Y-%m-%d %H:%M %Z}.", "# Review it, then: MAINTAINER_CONFIG=<this file> maintainer check"]
-    if blind_spot:
-        lines.append(f"# Incomplete: {blind_spot}.")
-    lines += ["\n[scheduler]", f"schedule_timezone = {_value(cron.timezone)}  # pg_cron's: the schedules below are"
-              " read in it"]
-    for job in jobs.REGISTRY.values():
-        lines.append(f"\n[jobs.{job.settings_key}]")
-        found = [entry for entry in plan if entry.job == job.name]
-        if not found:
-            lines += ["# not scheduled in pg_cron: enable it to have maintainer run it", "enabled = false"]
-            continue
-        lines += _entry_lines(found[0])
-        lines += [f"# pg_cron job {entry.cron.jobid} does this work too: the schedule above is job"
-                  f" {found[0].cron.jobid}'s" for entry in found[1:]]
-    for entry in plan:
-        if entry.kind == "custom":
-            lines += [f"\n[custom_jobs.{entry.job}]", *_entry_lines(entry)]
-    if skipped := [entry for entry in plan if entry.kind == "not imported"]:
-        lines.append("\n# Not imported:")
-        lines += [f"# pg_cron job {entry.cron.jobid} ({entry.cron.jobname or 'no name'}), {entry.cron.schedule!r}:"
-                  f" {entry.reason}" for entry in skipped]
-    return "\n".join(lines) + "\n"
-
-
-def _entry_lines(entry: Imported) -> list[str]:
-    lines = [f"# pg_cron job {entry.cron.jobid} ({entry.cron.jobname or 'no name'}){_last(entry.cron)}"]
-    if entry.reason:
-        lines.append(f"# {entry.reason}")
-    return lines + [f"{key} = {_value(value)}" for key, value in entry.settings.items()]
-
-
-def _last(cron: CronJob) -> str:
-    if cron.last_status is None:
-        return ""
-    when = f" at {cron.last_start:%Y-%m-%d %H:%M %Z}" if cron.last_start else ""
-    return f": last run {cron.last_status}{when}"
-
-
-def _value(value: Any) -> str:
-    """A TOML value: JSON's strings, numbers, booleans and arrays of them are TOML's too."""
-    return json.dumps(value)
-
-
-def as_json(plan: list[Imported], cron: CronTable, database: str) -> dict[str, Any]:
-    return {"database": database, "schedule_timezone": cron.timezone, "jobs": [{
-        "jobid": entry.cron.jobid, "jobname": entry.cron.jobname, "schedule": entry.cron.schedule,
-        "command": entry.cron.command, "database": entry.cron.database, "username": entry.cron.username,
-        "active": entry.cron.active, "last_status": entry.cron.last_status,
-        "last_start": entry.cron.last_start.isoformat() if entry.cron.last_start else None,
-        "kind": entry.kind, "job": entry.job, "settings": entry.settings, "reason": entry.reason,
-    } for entry in plan]}
-
-
-def unschedule_statements(plan: list[Imported]) -> list[tuple[int, str]]:
-    """(jobid, statement) for exactly the jobs imported: never one left to pg_cron."""
-    return [(entry.cron.jobid, f"SELECT cron.unschedule({entry.cron.jobid});")
-            for entry in plan if entry.kind != "not imported"]
-
-
 @dataclass(frozen=True)
 class Overlap:
     cron: CronJob
@@ -264,15 +117,42 @@ class Overlap:
 
 def overlaps(cron: CronTable, database: str, settings: Settings) -> list[Overlap]:
     """Active pg_cron jobs of this database doing the work of an enabled maintainer job: both would run it."""
-    enabled = {name for name in jobs.available(settings) if settings.job_settings(name).enabled}
-    custom_sql = {normalized("; ".join(job.statements)): name for name, job in settings.custom_jobs.items()}
+    available = settings.available_jobs()  # built-in first: the guide's statement is theirs
     found = []
     for job in cron.jobs:
         if not job.active or job.database != database:
             continue
         sql = normalized(job.command)
-        name = next((builtin.name for builtin in jobs.REGISTRY.values() if builtin.recognises(sql) is not None),
-                    custom_sql.get(sql))
-        if name in enabled:
+        name = next((name for name, candidate in available.items() if candidate.recognises(sql) is not None), None)
+        if name is not None and settings.job_settings(name).enabled:
             found.append(Overlap(job, name))
     return found
+
+
+class OverlapWatch:
+    """The daemon's look at pg_cron, at start and with every heartbeat: while pg_cron still does an enabled
+    job's work in this database it says so (``pg_cron_overlap``) and shows it on /metrics; what the role
+    cannot see of pg_cron's jobs it says once (``pg_cron_unchecked``)."""
+
+    def __init__(self, settings: Settings, enabled: list[str]) -> None:
+        self.settings, self.enabled = settings, enabled
+        self._blind_spot_told = False
+        self._log = logs.get_logger()
+
+    def check(self) -> None:
+        try:
+            with connect_service(self.settings, "pg-cron-check") as conn:
+                cron = read_jobs(conn)
+                found = overlaps(cron, conn.info.dbname, self.settings)
+                blind_spot = cron.blind_spot(conn.info.user)
+        except psycopg.Error:
+            return  # the database is away: the runs say so
+        for name in self.enabled:
+            metrics.PG_CRON_OVERLAP.labels(name).set(1 if any(overlap.job == name for overlap in found) else 0)
+        for overlap in found:
+            self._log.warning("pg_cron_overlap", job=overlap.job, pg_cron_jobid=overlap.cron.jobid,
+                              pg_cron_jobname=overlap.cron.jobname, schedule=overlap.cron.schedule,
+                              fix=f"SELECT cron.unschedule({overlap.cron.jobid});")
+        if blind_spot and not self._blind_spot_told:
+            self._blind_spot_told = True
+            self._log.warning("pg_cron_unchecked", reason=blind_spot[0], fix=blind_spot[1])

@@ -1,7 +1,7 @@
-"""One run of one job: lock, retries, timing, logging, history.
+"""One run of one job: its attempts (lock, tick claim, the job's work), retried by the policy in
+:mod:`maintainer.retry`, and its end reported by :mod:`maintainer.outcome`.
 
-Every run logs ``job_started`` and then exactly one of ``job_succeeded``, ``job_failed``,
-``job_cancelled`` or ``job_skipped`` (another run holds the job's lock); each retry logs ``job_retrying``.
+Every run logs ``job_started``, each retry ``job_retrying`` (warning), and the outcome one line.
 """
 
 from __future__ import annotations
@@ -11,25 +11,24 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
-import tenacity
+import structlog
 
 from maintainer import metrics
+from maintainer.clock import Clock, utc_now
 from maintainer.db import connect
 from maintainer.errors import JobFailed, LockHeld, MaintainerError
-from maintainer.history import History, RunRecord
-from maintainer.job import Clock, Job, Result, RowCount, RunContext
+from maintainer.history import History
+from maintainer.job import Job, JobSettings, Result, RunContext
 from maintainer.locking import try_lock, unlock
 from maintainer.logs import get_logger
 from maintainer.notices import watching
-from maintainer.settings import RetrySettings, Settings
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from maintainer.outcome import Progress, RunOutcome
+from maintainer.retry import RetrySettings, retrying
+from maintainer.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -77,19 +76,9 @@ class Cancelled(MaintainerError):
     """The run was stopped by shutdown before or while it worked."""
 
 
-@dataclass
-class _Progress:
-    """What the attempts of one run have done so far."""
-
-    attempts: int = 0
-    locked_at: datetime | None = None  # when the run first held its lock: history's started_at
-    work_ended_at: datetime | None = None  # when its work ended, before the lock was released
-    rows: RowCount = field(default_factory=RowCount)  # committed by every attempt
-
-
 def run_job(
     settings: Settings,
-    job: Job,
+    job: Job[Any],
     *,
     dry_run: bool = False,
     clock: Clock = utc_now,
@@ -112,104 +101,93 @@ def run_job(
     run_id = str(uuid.uuid4())
     log = get_logger(job=job.name, run_id=run_id, dry_run=dry_run,
                      **({"scheduled_for": tick.isoformat()} if tick else {}))
-    job_settings = settings.job_settings(job.name)
-    progress = _Progress()
     log.info("job_started")
     started_at, started = clock(), monotonic()
+    attempt = _Attempt(settings, job, run_id, dry_run, clock, monotonic, control, history, tick, log)
+    outcome = RunOutcome(job, run_id, dry_run, log, history, clock, lambda: round((monotonic() - started) * 1000),
+                         started_at, attempt.progress)
 
-    def attempt() -> Result:
-        progress.attempts += 1
-        if control.stop.is_set():
-            raise Cancelled(f"{job.name}: stopped before it started")
-        try:
-            with connect(
-                settings, job.name, lock_timeout=job_settings.lock_timeout,
-                statement_timeout=job_settings.statement_timeout, autocommit=not dry_run,
-            ) as conn:
-                control.conn = conn
-                if dry_run:
-                    conn.read_only = True
-                    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                else:
-                    _take_lock(conn, job.name, progress.attempts)
-                    progress.locked_at = progress.locked_at or clock()
-                    if tick and history and not history.claim_tick(conn, job.name, tick, run_id):
-                        raise LockHeld(f"{job.name}: the run scheduled for {tick} already ran", "already_ran")
-                context = RunContext(
-                    job=job.name, run_id=run_id, conn=conn, settings=job_settings, clock=clock, log=log,
-                    monotonic=monotonic, stop=control.stop,
-                    last_complete=history.last_complete(conn, job.name) if history else None,
-                    rows=progress.rows,
-                    timezone_source="session_timezone" if settings.session_timezone else "database",
-                )
-                try:
-                    with watching(job.name, conn, log):
-                        result = job.dry_run(context) if dry_run else job.run(context)
-                finally:
-                    progress.work_ended_at = clock()
-                if dry_run:
-                    conn.rollback()
-                else:
-                    unlock(conn, job.name)
-                return result
-        except psycopg.Error as error:
-            if control.cancelled:
-                raise Cancelled(f"{job.name}: cancelled on the server at shutdown") from error
-            raise JobFailed.from_database(job.name, error) from error
-        finally:
-            control.conn = None
-
-    def elapsed_ms() -> int:
-        return round((monotonic() - started) * 1000)
-
-    def finish(status: str, **fields: Any) -> int:
-        """Count and record a finished real run; returns its duration in ms."""
-        duration_ms = elapsed_ms()
-        if dry_run:
-            return duration_ms
-        metrics.RUNS.labels(job.name, status).inc()
-        metrics.DURATION.labels(job.name).observe(duration_ms / 1000)
-        if job.deletes_rows:
-            metrics.ROWS_DELETED.labels(job.name).inc(progress.rows.total)
-        if status == "succeeded":
-            metrics.LAST_SUCCESS.labels(job.name).set(clock().timestamp())
-        if history is not None:
-            history.record(RunRecord(
-                job.name, run_id, progress.locked_at or started_at, progress.work_ended_at or clock(), status,
-                progress.attempts, progress.rows.total, fields.get("sqlstate"), fields.get("error"),
-                fields.get("stop_reason"), fields.get("result"),
-            ))
-        return duration_ms
+    def on_retry(attempt_number: int, wait_s: float, error: BaseException | None) -> None:
+        metrics.RETRIES.labels(job.name).inc()
+        log.warning("job_retrying", attempt=attempt_number, wait_s=round(wait_s, 2),
+                    error_type=type(getattr(error, "__cause__", None) or error).__name__,
+                    sqlstate=getattr(error, "sqlstate", None), error=str(error))
 
     try:
-        result = _retrying(retry, control.stop, log, job.name)(attempt)
+        result = retrying(retry, control.stop, on_retry)(attempt)
     except LockHeld as skipped:
-        metrics.SKIPS.labels(job.name, skipped.reason).inc()
-        log.info("job_skipped", reason=skipped.reason, duration_ms=elapsed_ms())
+        outcome.skipped(skipped.reason)
         raise
     except Cancelled as error:
-        log.warning("job_cancelled", duration_ms=finish("cancelled", error=str(error)), attempts=progress.attempts,
-                    rows_affected=progress.rows.total)
-        raise
-    except MaintainerError as error:
-        sqlstate = getattr(error, "sqlstate", None)
-        duration_ms = finish("failed", sqlstate=sqlstate, error=str(error))
-        cause = error.__cause__ or error
-        log.error("job_failed", duration_ms=duration_ms, attempts=progress.attempts, error_type=type(cause).__name__,
-                  sqlstate=sqlstate, error=str(error), rows_affected=progress.rows.total)
+        outcome.cancelled(error)
         raise
     except Exception as error:
-        duration_ms = finish("failed", error=f"{type(error).__name__}: {error}")
-        log.exception("job_failed", duration_ms=duration_ms, attempts=progress.attempts,
-                      error_type=type(error).__name__, error=str(error), rows_affected=progress.rows.total)
+        outcome.failed(error)
         raise
-    if result.stop_reason == "shutdown":
-        log.warning("job_cancelled", duration_ms=finish("cancelled"), attempts=progress.attempts, **result.summary)
-    else:
-        duration_ms = finish("succeeded", stop_reason=result.stop_reason, result=result.summary)
-        retried = {"attempts": progress.attempts} if progress.attempts > 1 else {}
-        log.info("job_succeeded", duration_ms=duration_ms, **retried, **result.summary)
-    return Run(job.name, run_id, dry_run, started_at, elapsed_ms(), result)
+    outcome.succeeded(result)
+    return Run(job.name, run_id, dry_run, started_at, outcome.elapsed_ms(), result)
+
+
+@dataclass
+class _Attempt:
+    """One attempt of a run, called again for each retry: connect, lock and claim (a real run) or open a
+    read-only snapshot (a dry run), do the job's work, unlock."""
+
+    settings: Settings
+    job: Job[Any]
+    run_id: str
+    dry_run: bool
+    clock: Clock
+    monotonic: Callable[[], float]
+    control: RunControl
+    history: History | None
+    tick: datetime | None
+    log: structlog.typing.FilteringBoundLogger
+    progress: Progress = field(default_factory=Progress)
+
+    def __call__(self) -> Result:
+        self.progress.attempts += 1
+        if self.control.stop.is_set():
+            raise Cancelled(f"{self.job.name}: stopped before it started")
+        job_settings = self.settings.job_settings(self.job.name)
+        try:
+            with connect(self.settings, self.job.name, lock_timeout=job_settings.lock_timeout,
+                         statement_timeout=job_settings.statement_timeout, autocommit=not self.dry_run) as conn:
+                self.control.conn = conn
+                return self._work(conn, job_settings)
+        except psycopg.Error as error:
+            if self.control.cancelled:
+                raise Cancelled(f"{self.job.name}: cancelled on the server at shutdown") from error
+            raise JobFailed.from_database(self.job.name, error) from error
+        finally:
+            self.control.conn = None
+
+    def _work(self, conn: psycopg.Connection[Any], job_settings: JobSettings) -> Result:
+        name, history = self.job.name, self.history
+        if self.dry_run:
+            conn.read_only = True
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        else:
+            _take_lock(conn, name, self.progress.attempts)
+            self.progress.locked_at = self.progress.locked_at or self.clock()
+            if self.tick and history and not history.claim_tick(conn, name, self.tick, self.run_id):
+                raise LockHeld(f"{name}: the run scheduled for {self.tick} already ran", "already_ran")
+        context = RunContext(
+            job=name, run_id=self.run_id, conn=conn, settings=job_settings, clock=self.clock, log=self.log,
+            monotonic=self.monotonic, stop=self.control.stop,
+            last_complete=history.last_complete(conn, name) if history else None, rows=self.progress.rows,
+            timezone_source="session_timezone" if self.settings.session_timezone else "database",
+        )
+        try:
+            with watching(name, conn, self.log):
+                result = self.job.dry_run(context) if self.dry_run else self.job.run(context)
+        finally:
+            self.progress.work_ended_at = self.clock()
+        if self.dry_run:
+            conn.rollback()
+        else:
+            unlock(conn, name)
+        return result
 
 
 def _take_lock(conn: psycopg.Connection[Any], job: str, attempt: int) -> None:
@@ -219,40 +197,3 @@ def _take_lock(conn: psycopg.Connection[Any], job: str, attempt: int) -> None:
         # Most likely the session of our own failed attempt, not yet gone from the server: wait for it.
         raise JobFailed(job, "the lock is still held, probably by the previous attempt's session", transient=True)
     raise LockHeld(f"{job}: another run holds its lock", "lock_held")
-
-
-def _retrying(policy: RetrySettings | None, stop: threading.Event, log: Any, job: str) -> tenacity.Retrying:
-    """Retry transient failures only, with exponential backoff and jitter, bounded in attempts and time."""
-    if policy is None:
-        return tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
-
-    def log_retry(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        metrics.RETRIES.labels(job).inc()
-        log.warning(
-            "job_retrying", attempt=state.attempt_number, wait_s=round(state.upcoming_sleep, 2),
-            error_type=type(getattr(error, "__cause__", None) or error).__name__,
-            sqlstate=getattr(error, "sqlstate", None), error=str(error),
-        )
-
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception(lambda error: isinstance(error, JobFailed) and error.transient),
-        stop=(
-            tenacity.stop_after_attempt(policy.max_attempts)
-            | tenacity.stop_after_delay(policy.max_total.total_seconds())
-            | tenacity.stop_when_event_set(stop)
-        ),
-        # initial_wait, doubling each attempt, plus up to initial_wait of jitter so replicas do not retry in step
-        wait=tenacity.wait_exponential_jitter(
-            multiplier=policy.initial_wait.total_seconds(), jitter=policy.initial_wait.total_seconds(),
-            max=policy.max_wait.total_seconds(),
-        ),
-        sleep=lambda seconds: _interruptible_sleep(stop, seconds),
-        before_sleep=log_retry,
-        reraise=True,
-    )
-
-
-def _interruptible_sleep(stop: threading.Event, seconds: float) -> None:
-    """Wait between attempts, but not past a shutdown: the next attempt then sees the stop and cancels."""
-    stop.wait(seconds)

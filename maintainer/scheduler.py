@@ -11,8 +11,6 @@ configuration errors: a database that is away is a failed (and retried) run, not
 
 from __future__ import annotations
 
-import dataclasses
-import signal
 import threading
 from datetime import datetime, timedelta
 from http.server import ThreadingHTTPServer
@@ -24,62 +22,54 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-import jobs
 from maintainer import endpoints, logs, metrics
-from maintainer.check import run_checks
-from maintainer.db import connect
-from maintainer.errors import ConfigError
+from maintainer.clock import Clock, utc_now
+from maintainer.errors import ConfigError, MaintainerError
 from maintainer.history import History
-from maintainer.job import Clock, Job
+from maintainer.job import Job
 from maintainer.logs import get_logger, redact
-from maintainer.pg_cron import overlaps, read_jobs
-from maintainer.runner import RunControl, run_job, utc_now
+from maintainer.overdue import overdue_jobs
+from maintainer.pg_cron import OverlapWatch
+from maintainer.readiness import Answer, liveness, readiness
+from maintainer.runner import RunControl, run_job
 from maintainer.schedule import expected_interval, last_fire_time, next_fire_times
 from maintainer.settings import Settings
+from maintainer.signals import StopRequest, stop_on_signals
 
 _CANCEL_WAIT = timedelta(seconds=3)  # after cancelling its query, how long a run gets to wind down
-# SIGHUP (a closed terminal; "reload" to most supervisors) stops the daemon as SIGTERM does: the configuration
-# is read at start, so a supervisor's reload is a restart.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-def overdue_jobs(
-    now: datetime, intervals: dict[str, timedelta], last_success: dict[str, datetime | None],
-    watching_since: datetime, grace: timedelta,
-) -> dict[str, dict[str, Any]]:
-    """Jobs that have not succeeded within their expected interval plus ``grace``.
-
-    A job that never succeeded is measured from ``watching_since`` (the daemon's start), so a fresh
-    deployment is not overdue at once.
-    """
-    overdue = {}
-    for job, interval in intervals.items():
-        reference = last_success.get(job) or watching_since
-        if now - reference > interval + grace:
-            overdue[job] = {
-                "last_success_at": last_success.get(job), "expected_interval_s": interval.total_seconds(),
-                "overdue_by_s": round((now - reference - interval - grace).total_seconds()),
-            }
-    return overdue
 
 
 class Daemon:
+    """The scheduler of every enabled job, and what watches it.
+
+    - ``settings``, ``clock``: as loaded, and the time (injected for tests);
+    - ``history``: the run history, shared by every run;
+    - ``stop``: set by a stop signal (or a test) to end :meth:`run`;
+    - ``started_at``, ``last_heartbeat``: for the liveness probe and the overdue check.
+
+    Its own duties are the scheduler's jobs and the shutdown; the runs, the probes, the overdue check and
+    the pg_cron watch each live in their own module.
+    """
+
     def __init__(self, settings: Settings, clock: Clock = utc_now):
         self.settings = settings
         self.clock = clock
         self.history = History(settings)
         self.log = get_logger()
-        self.stopping = threading.Event()
+        self.stop = StopRequest()
         self.started_at = clock()
         self.last_heartbeat: datetime | None = None
-        self._jobs = {name: job for name, job in jobs.available(settings).items()
+        self._jobs = {name: job for name, job in settings.available_jobs().items()
                       if settings.job_settings(name).enabled}
         self._triggers = {name: settings.trigger(name) for name in self._jobs}
         self._running: dict[str, RunControl] = {}
         self._running_changed = threading.Condition()
-        self._signal: str | None = None
         self._last_success: dict[str, datetime] = {}
-        self._pg_cron_blind_spot_told = False
+        self._pg_cron = OverlapWatch(settings, list(self._jobs))
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self.stop.event
 
     def run(self) -> int:
         """Run until SIGTERM, SIGINT or SIGHUP; returns the exit code (0).
@@ -87,8 +77,10 @@ class Daemon:
         Bounded whatever the server does: after the signal, ``shutdown_grace`` for the running job, at most
         2 s for the server to take the cancel request and 3 s for the run to wind down; a run that is still
         stuck then (its server frozen) is left behind, and the caller exits the process without it."""
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, self._on_signal)
+        with stop_on_signals(self.stop):
+            return self._run()
+
+    def _run(self) -> int:
         now = self.clock()
         metrics.STARTED.set(self.started_at.timestamp())
         for name, trigger in self._triggers.items():
@@ -104,7 +96,7 @@ class Daemon:
         scheduler = self._build_scheduler()
         scheduler.start()
         self.stopping.wait()
-        self.log.info("scheduler_stopping", signal=self._signal, running=sorted(self._running))
+        self.log.info("scheduler_stopping", signal=self.stop.signal, running=sorted(self._running))
         scheduler.shutdown(wait=False)
         self._stop_running_jobs()
         self.log.info("scheduler_stopped", uptime_s=round((self.clock() - self.started_at).total_seconds()))
@@ -112,10 +104,6 @@ class Daemon:
         if server is not None:
             server.shutdown()
         return 0
-
-    def _on_signal(self, received: int, frame: object) -> None:
-        self._signal = signal.Signals(received).name
-        self.stopping.set()
 
     @property
     def abandoned(self) -> list[str]:
@@ -135,22 +123,12 @@ class Daemon:
         self.log.info("http_listening", host=host, port=port, paths=["/healthz", "/readyz", "/metrics"])
         return server
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """Alive: not stopping, and the heartbeat (run by the scheduler itself) is recent.
+    def health(self) -> Answer:
+        return liveness(self.clock(), self.last_heartbeat, self.started_at, self.settings.scheduler.heartbeat_interval,
+                        self.stopping.is_set(), sorted(self._running))
 
-        Before the first heartbeat the start counts as one: the listener opens before the scheduler's
-        first beat, and a probe in that gap must not restart a daemon that is only starting."""
-        now = self.clock()
-        limit = 3 * self.settings.scheduler.heartbeat_interval
-        fresh = now - (self.last_heartbeat or self.started_at) <= limit
-        ok = fresh and not self.stopping.is_set()
-        return ok, {"status": "ok" if ok else "unhealthy", "stopping": self.stopping.is_set(),
-                    "last_heartbeat": self.last_heartbeat, "running": sorted(self._running)}
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready: the database answers and every prerequisite of ``maintainer check`` holds."""
-        failed = [dataclasses.asdict(check) for check in run_checks(self.settings) if not check.ok]
-        return not failed, {"status": "ready" if not failed else "not ready", "failed_checks": failed}
+    def readiness(self) -> Answer:
+        return readiness(self.settings)
 
     def _open_history(self) -> None:
         """The run history's table, and each job's last success from it (every replica's) for the metrics."""
@@ -164,7 +142,7 @@ class Daemon:
         try:
             return {name: row["last_success_at"] for name, row in self.history.last_runs().items()
                     if row["last_success_at"]}
-        except Exception as error:
+        except psycopg.Error as error:  # the database is away: the history is a convenience (anything else: error)
             self.log.warning("history_unavailable", error_type=type(error).__name__, error=str(error))
             return {}
 
@@ -197,13 +175,13 @@ class Daemon:
         scheduler.add_job(self._check_overdue,
                           IntervalTrigger(seconds=config.overdue_check_interval.total_seconds()), id="overdue")
         scheduler.add_job(self._open_history, id="open-history", next_run_time=self.clock())
-        scheduler.add_job(self._check_pg_cron, IntervalTrigger(seconds=config.heartbeat_interval.total_seconds()),
+        scheduler.add_job(self._pg_cron.check, IntervalTrigger(seconds=config.heartbeat_interval.total_seconds()),
                           id="pg-cron", next_run_time=self.clock())
         scheduler.add_job(self._prune_history, IntervalTrigger(hours=24), id="prune-history",
                           next_run_time=self.clock())
         return scheduler
 
-    def _run_job(self, job: Job) -> None:
+    def _run_job(self, job: Job[Any]) -> None:
         control = RunControl()
         with self._running_changed:
             if self.stopping.is_set():
@@ -215,8 +193,10 @@ class Daemon:
                           history=self.history, tick=tick)
             if run.result.stop_reason is None:
                 self._last_success[job.name] = self.clock()
-        except Exception:  # the runner logged it (job_failed, job_skipped or job_cancelled); the daemon goes on
-            pass
+        except MaintainerError:
+            pass  # the runner logged it (job_failed, job_skipped or job_cancelled), and the daemon goes on
+        except Exception:  # outside what the runner reports (the job's schedule, say): a bug, said here
+            self.log.critical("unhandled_exception", job=job.name, exc_info=True)
         finally:
             with self._running_changed:
                 del self._running[job.name]
@@ -260,32 +240,10 @@ class Daemon:
         for name, details in overdue.items():
             self.log.error("job_overdue", job=name, **details)
 
-    def _check_pg_cron(self) -> None:
-        """While pg_cron still does an enabled job's work in this database, say so (at start and then with every
-        heartbeat) and show it on /metrics: during a cut-over both would run it. What the role cannot see of
-        pg_cron's jobs is said once."""
-        try:
-            with connect(self.settings, "pg-cron-check", lock_timeout=timedelta(seconds=5),
-                         statement_timeout=timedelta(seconds=10), autocommit=True) as conn:
-                cron = read_jobs(conn)
-                found = overlaps(cron, conn.info.dbname, self.settings)
-                blind_spot = cron.blind_spot(conn.info.user)
-        except psycopg.Error:
-            return  # the database is away: the runs say so
-        for name in self._jobs:
-            metrics.PG_CRON_OVERLAP.labels(name).set(1 if any(overlap.job == name for overlap in found) else 0)
-        for overlap in found:
-            self.log.warning("pg_cron_overlap", job=overlap.job, pg_cron_jobid=overlap.cron.jobid,
-                             pg_cron_jobname=overlap.cron.jobname, schedule=overlap.cron.schedule,
-                             fix=f"SELECT cron.unschedule({overlap.cron.jobid});")
-        if blind_spot and not self._pg_cron_blind_spot_told:
-            self._pg_cron_blind_spot_told = True
-            self.log.warning("pg_cron_unchecked", reason=blind_spot[0], fix=blind_spot[1])
-
     def _prune_history(self) -> None:
         try:
             pruned = self.history.prune(self.clock())
-        except Exception as error:
+        except psycopg.Error as error:
             self.log.warning("history_prune_failed", error_type=type(error).__name__, error=str(error))
             return
         if pruned:

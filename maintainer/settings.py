@@ -1,7 +1,7 @@
-"""Settings: built-in defaults < config/maintainer.toml < the file in MAINTAINER_CONFIG < environment < CLI.
+"""Settings: built-in defaults < config/maintainer.toml < --config or MAINTAINER_CONFIG < environment < CLI.
 
-The database URL: --database-url, else MAINTAINER_DATABASE_URL, else DATABASE_URL, else the file named by
-MAINTAINER_DATABASE_URL_FILE, else libpq's own environment (PGHOST, PGUSER, PGPASSWORD, PGSERVICE...).
+The model is composed from the jobs' registry where the program starts (:func:`load_settings`); the database
+URL's own order is :func:`maintainer.database_url.database_url_source`'s.
 
 Every setting can be overridden from the environment, nested with ``__``:
 ``MAINTAINER_JOBS__CLEANUP_OLD_EVENTS__RETENTION_DAYS=120``. Invalid values raise :class:`ConfigError`
@@ -16,13 +16,12 @@ import re
 import tomllib
 from contextvars import ContextVar
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import psycopg
 from apscheduler.triggers.base import BaseTrigger
-from psycopg.conninfo import conninfo_to_dict
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -31,20 +30,20 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from jobs import REGISTRY, JobsSettings
-from jobs.custom_sql import CustomSqlSettings
+from maintainer.database_url import URL_FILE_ENV, check_database_url, database_url_source
 from maintainer.errors import ConfigError
-from maintainer.job import Duration, JobSettings, RelationName
+from maintainer.job import Duration, Job, JobSettings, RelationName
+from maintainer.registry import Registry
+from maintainer.retry import RetrySettings
 from maintainer.schedule import parse_schedule
 
 CONFIG_ENV = "MAINTAINER_CONFIG"
-URL_FILE_ENV = "MAINTAINER_DATABASE_URL_FILE"  # Kubernetes and Docker secrets arrive as files
-LIBPQ_ENVIRONMENT = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE", "PGUSER")
 _SECRET_FIELDS = {"database_url"}
 _FILES: ContextVar[list[Path] | None] = ContextVar("configuration_files", default=None)  # of load_settings
 
@@ -89,15 +88,6 @@ class SchedulerSettings(BaseModel):
     overdue_check_interval: Duration = timedelta(minutes=5)
 
 
-class RetrySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_attempts: int = Field(default=4, ge=1, le=20)
-    initial_wait: Duration = timedelta(seconds=5)
-    max_wait: Duration = timedelta(minutes=2)
-    max_total: Duration = timedelta(minutes=15)
-
-
 class HistorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,14 +97,15 @@ class HistorySettings(BaseModel):
 
 
 class Settings(BaseSettings):
+    """Every setting; the model :func:`settings_model` composes from a registry adds the jobs' own."""
+
     model_config = SettingsConfigDict(
         env_prefix="MAINTAINER_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
+    registry: ClassVar[Registry]
 
-    database_url: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("MAINTAINER_DATABASE_URL", "DATABASE_URL", "database_url"),
-    )
+    # Where it comes from is database_url_source's decision: the environment's is not read here.
+    database_url: SecretStr | None = None
     # The session TimeZone, the zone TIMESTAMP WITHOUT TIME ZONE columns are read in: by default the database's
     # own, as the application's sessions and pg_cron read them ("timezone", its earlier name, still accepted).
     session_timezone: TimeZoneName | None = Field(default=None, validation_alias=AliasChoices(
@@ -125,19 +116,19 @@ class Settings(BaseSettings):
     # The daemon's /healthz, /readyz and /metrics; 0 turns the listener off.
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=9477, ge=0, le=65535)
-    jobs: JobsSettings = JobsSettings()
-    custom_jobs: dict[str, CustomSqlSettings] = {}
+    jobs: BaseModel  # one field per built-in job (Registry.jobs_model)
+    custom_jobs: dict[str, JobSettings] = {}
     scheduler: SchedulerSettings = SchedulerSettings()
     retry: RetrySettings = RetrySettings()
     history: HistorySettings = HistorySettings()
 
     @field_validator("custom_jobs")
     @classmethod
-    def _custom_job_names(cls, custom_jobs: dict[str, CustomSqlSettings]) -> dict[str, CustomSqlSettings]:
+    def _custom_job_names(cls, custom_jobs: dict[str, JobSettings]) -> dict[str, JobSettings]:
         for name in custom_jobs:
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
                 raise ValueError(f"custom job name {name!r}: use lowercase letters, digits, - and _")
-            if name in REGISTRY or name.replace("_", "-") in REGISTRY:
+            if name in cls.registry.jobs or name.replace("_", "-") in cls.registry.jobs:
                 raise ValueError(f"custom job name {name!r} is taken by a built-in job")
         return custom_jobs
 
@@ -157,12 +148,20 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         files = _FILES.get() or _config_files(None)
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, files, deep_merge=True)
+        return init_settings, _WithoutUrl(env_settings), TomlConfigSettingsSource(settings_cls, files, deep_merge=True)
+
+    def available_jobs(self) -> dict[str, Job[Any]]:
+        """The built-in jobs, then this configuration's custom SQL jobs."""
+        return self.registry.available(self.custom_jobs)
+
+    def job(self, name: str) -> Job[Any]:
+        """The job of that name, or ConfigError listing the valid names."""
+        return self.registry.get(name, self.custom_jobs)
 
     def job_settings(self, name: str) -> JobSettings:
         if name in self.custom_jobs:
             return self.custom_jobs[name]
-        settings: JobSettings = getattr(self.jobs, REGISTRY[name].settings_key)
+        settings: JobSettings = getattr(self.jobs, self.registry.jobs[name].settings_key)
         return settings
 
     def trigger(self, name: str) -> BaseTrigger:
@@ -173,60 +172,24 @@ class Settings(BaseSettings):
         """The connection string; empty when libpq's own environment (PGHOST, PGSERVICE...) says where."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
-        if any(os.environ.get(name) for name in LIBPQ_ENVIRONMENT):
-            return ""
         raise ConfigError(
             "no database to connect to: set MAINTAINER_DATABASE_URL (or DATABASE_URL, or"
             " MAINTAINER_DATABASE_URL_FILE), pass --database-url, or set libpq's PGHOST/PGSERVICE"
         )
 
 
-def database_url_source(flag: str | None) -> tuple[str | None, str]:
-    """The database URL and where it comes from, the first that is set and not empty, in this order:
-    ``--database-url`` (``flag``), MAINTAINER_DATABASE_URL, DATABASE_URL, the file MAINTAINER_DATABASE_URL_FILE
-    names. Otherwise (None, ...): the configuration file's ``database_url``, or libpq's own environment."""
-    if flag and flag.strip():
-        return flag, "--database-url"
-    for name in ("MAINTAINER_DATABASE_URL", "DATABASE_URL"):
-        if (value := os.environ.get(name)) and value.strip():
-            return value, name
-    if url_file := os.environ.get(URL_FILE_ENV):
-        source = f"the file {URL_FILE_ENV}={url_file}"
-        try:
-            url = Path(url_file).read_text().strip()
-        except OSError as error:
-            raise ConfigError(f"{URL_FILE_ENV}={url_file}: cannot read it: {error.strerror}") from None
-        if not url:
-            raise ConfigError(f"{URL_FILE_ENV}={url_file}: the file is empty (a secret never filled in?)")
-        return url, source
-    return None, "database_url in the configuration file"
+class _WithoutUrl(PydanticBaseSettingsSource):
+    """The environment's settings but the database URL, whose variables database_url_source reads."""
 
+    def __init__(self, env: PydanticBaseSettingsSource):
+        super().__init__(env.settings_cls)
+        self._env = env
 
-# Connection options libpq reads as whole numbers, and only when it connects: refused here instead.
-_NUMERIC_OPTIONS = ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                    "tcp_user_timeout")
-_ENCODE = "percent-encode @ : / ? # in the password (%40 %3A %2F %3F %23)"
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
 
-
-def check_database_url(url: str, source: str) -> None:
-    """ConfigError naming ``source`` and the part that is wrong; no part of the URL is ever quoted, since a
-    password with a character it should have encoded ends up in the host, the port or an option."""
-    if "://" in url and url.split("://", 1)[1].split("?", 1)[0].count("@") > 1:
-        raise ConfigError(f"the database URL from {source} has more than one @ before its host: {_ENCODE}")
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.Error as error:
-        option = re.search(r'(?:option|parameter) "(\w+)"', str(error))
-        what = f"its option {option[1]} is malformed" if option else "it cannot be parsed"
-        raise ConfigError(f"the database URL from {source}: {what}; write it as postgresql://user:password@host:5432/"
-                          f"dbname?option=value, and {_ENCODE}") from None
-    for port in str(params.get("port") or "5432").split(","):
-        if not (port.isdigit() and 0 < int(port) < 65536):
-            raise ConfigError(f"the database URL from {source}: its port is not a number from 1 to 65535; {_ENCODE}")
-    for name in _NUMERIC_OPTIONS:
-        if name in params and not str(params[name]).strip().isdigit():
-            raise ConfigError(f"the database URL from {source}: {name} must be a whole number, got"
-                              f" {str(params[name])[:20]!r}")
+    def __call__(self) -> dict[str, Any]:
+        return {key: value for key, value in self._env().items() if key != "database_url"}
 
 
 # Variables maintainer reads outside the settings tree: the configuration file, the URL file, and the test
@@ -244,7 +207,7 @@ def _variable_names(model: type[BaseModel], prefix: str) -> set[str]:
         for key in [field_name, *(alias for alias in aliases if isinstance(alias, str))]:
             if key.startswith("MAINTAINER_"):
                 names.add(key)
-            elif key.upper() != "DATABASE_URL":
+            else:
                 names.add(f"{prefix}{key.upper()}")
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -255,9 +218,9 @@ def _variable_names(model: type[BaseModel], prefix: str) -> set[str]:
     return names
 
 
-def _unknown_variables() -> list[str]:
+def _unknown_variables(model: type[Settings]) -> list[str]:
     """MAINTAINER_* variables of the environment that name no setting, each with the closest valid name."""
-    valid = _variable_names(Settings, "MAINTAINER_") | _OTHER_VARIABLES | _EARLIER_NAMES
+    valid = _variable_names(model, "MAINTAINER_") | _OTHER_VARIABLES | _EARLIER_NAMES
     patterns = [re.compile(re.escape(name).replace(r"\*", "[A-Z0-9_-]+") + "$") for name in valid if "*" in name]
     unknown = []
     for name in sorted(os.environ):
@@ -284,25 +247,40 @@ def _config_files(config_file: str | None) -> list[Path]:
     return files
 
 
-def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
-    """Read and validate all settings, or raise ConfigError naming each bad field and what it accepts."""
-    if unknown := _unknown_variables():
+@cache
+def settings_model(registry: Registry) -> type[Settings]:
+    """Settings with the jobs of ``registry``: ``[jobs.<job>]`` for each built-in job, ``[custom_jobs.<name>]``."""
+    jobs_model = registry.jobs_model()
+    custom_jobs: Any = dict[str, registry.custom_settings]  # type: ignore[name-defined]
+    model: type[Settings] = create_model(
+        "Settings", __base__=Settings, __doc__=Settings.__doc__,
+        jobs=(jobs_model, jobs_model()), custom_jobs=(custom_jobs, {}),
+    )
+    model.registry = registry
+    return model
+
+
+def load_settings(registry: Registry, config_file: str | None = None, **overrides: Any) -> Settings:
+    """Read and validate all settings for the jobs of ``registry``, or raise ConfigError naming each bad field
+    and what it accepts."""
+    model = settings_model(registry)
+    if unknown := _unknown_variables(model):
         raise ConfigError("unknown environment variables (a setting's parts are joined with __):\n"
                           + "\n".join(unknown))
     files = _config_files(config_file)
-    url, source = database_url_source(overrides.pop("database_url", None))
-    if url is not None:
-        overrides["database_url"] = url  # the constructor's own value wins over the environment's
+    flag = overrides.pop("database_url", None)
     chosen = _FILES.set(files)
     try:
-        settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+        settings = model(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as error:
         raise ConfigError("invalid settings:\n" + "\n".join(_describe(e) for e in error.errors())) from None
     finally:
         _FILES.reset(chosen)
-    if settings.database_url is not None:
-        check_database_url(settings.database_url.get_secret_value(), source)
-    return settings
+    configured = settings.database_url.get_secret_value() if settings.database_url else None
+    url, source = database_url_source(flag, configured)
+    if url:
+        check_database_url(url, source)
+    return settings.model_copy(update={"database_url": None if url is None else SecretStr(url)})
 
 
 def _describe(error: Any) -> str:
