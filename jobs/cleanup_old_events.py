@@ -25,7 +25,6 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib import resources
 from typing import Any, Literal, NamedTuple
 
 from psycopg import sql
@@ -33,7 +32,7 @@ from psycopg.errors import Diagnostic
 from pydantic import Field
 
 from maintainer.catalog import indexes_leading_with, missing, quoted
-from maintainer.db import table
+from maintainer.db import sql_file, table
 from maintainer.job import Check, Duration, Job, JobSettings, RelationName, Result, RunContext, StopReason
 
 SessionStatus = Literal["active", "completed", "abandoned"]
@@ -61,12 +60,8 @@ class CleanupSettings(JobSettings):
 Context = RunContext[CleanupSettings]
 
 
-def _sql(name: str) -> str:
-    return resources.files("jobs").joinpath("sql", name).read_text()
-
-
-_ROUND_TRIP = _sql("cleanup_round_trip.sql")
-_AUDIT = _sql("cleanup_audit.sql")
+_ROUND_TRIP = sql_file("jobs", "cleanup_round_trip.sql")
+_AUDIT = sql_file("jobs", "cleanup_audit.sql")
 _BATCH = "maintainer cleanup batch"
 _STATE = "maintainer cleanup state"
 # The walk yields while other sessions write at least this many transactions in about _WRITE_MEMORY_SECONDS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import resources
 from typing import Any
 
 import psycopg
@@ -66,3 +67,9 @@ def connect_service(settings: Settings, purpose: str, *, autocommit: bool = True
 def table(name: str) -> sql.Identifier:
     """A table or view name from configuration, optionally schema-qualified (``public.parlant_event``)."""
     return sql.Identifier(*name.split("."))
+
+
+def sql_file(package: str, name: str) -> str:
+    """The text of ``<package>/sql/<name>``: SQL of more than a few lines lives in a file beside the code that
+    runs it. Composed with :mod:`psycopg.sql` where it names a configured table."""
+    return resources.files(package).joinpath("sql", name).read_text()

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 import psycopg
 
-
-def _sql(name: str) -> str:
-    return resources.files("maintainer").joinpath("sql", name).read_text()
+from maintainer.db import sql_file
 
 
 def create_schema(conn: psycopg.Connection[Any]) -> None:
     """The tables, enum and indexes of the application's migrations that maintenance works on."""
-    conn.execute(_sql("parlant_fixture.sql").encode())
+    conn.execute(sql_file("maintainer", "parlant_fixture.sql").encode())
 
 
 def add_synthetic_data(
@@ -42,4 +39,4 @@ def add_synthetic_data(
         "sessions": -(-events // events_per_session),
     }
     # Client-side binding: the script is several statements, which server-side parameters do not allow.
-    psycopg.ClientCursor(conn).execute(_sql("synthetic_data.sql"), params)
+    psycopg.ClientCursor(conn).execute(sql_file("maintainer", "synthetic_data.sql"), params)

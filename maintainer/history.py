@@ -22,37 +22,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from maintainer.db import connect_service, table
+from maintainer.db import connect_service, sql_file, table
 from maintainer.job import Outcome, StopReason
 from maintainer.logs import get_logger, json_value
 from maintainer.settings import Settings
-
-_TICKS_DDL = """
-CREATE TABLE IF NOT EXISTS {ticks} (
-    job    text PRIMARY KEY,
-    tick   timestamptz NOT NULL,
-    run_id uuid NOT NULL
-)
-"""
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS {table} (
-    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    job           text NOT NULL,
-    run_id        uuid NOT NULL,
-    host          text NOT NULL,
-    started_at    timestamptz NOT NULL,
-    ended_at      timestamptz NOT NULL,
-    status        text NOT NULL CHECK (status IN ('succeeded', 'failed', 'cancelled')),
-    attempts      integer NOT NULL,
-    rows_affected bigint,
-    sqlstate      text,
-    error         text,
-    stop_reason   text,
-    result        jsonb
-);
-CREATE INDEX IF NOT EXISTS {index} ON {table} (job, started_at DESC);
-"""
 
 # Claimed by a run that holds the job's lock: a replica whose run comes after another's for the same
 # scheduled time finds the tick taken (the UPDATE's WHERE fails, nothing is returned) and skips.
@@ -77,15 +50,6 @@ WHERE job = %s AND status = 'succeeded' AND stop_reason IS NULL AND result IS NO
 ORDER BY started_at DESC LIMIT 1
 """
 
-_LAST_RUNS = """
-SELECT DISTINCT ON (job) job, started_at AS last_run_at, status AS last_status,
-    (SELECT max(s.ended_at) FROM {table} AS s WHERE s.job = h.job AND s.status = 'succeeded') AS last_success_at,
-    (SELECT f.ended_at FROM {table} AS f WHERE f.job = h.job AND f.status = 'failed'
-     ORDER BY f.started_at DESC LIMIT 1) AS last_error_at,
-    (SELECT f.error FROM {table} AS f WHERE f.job = h.job AND f.status = 'failed'
-     ORDER BY f.started_at DESC LIMIT 1) AS last_error
-FROM {table} AS h ORDER BY job, started_at DESC
-"""
 
 
 def _dumps(value: Any) -> str:
@@ -155,9 +119,9 @@ class History:
                 # so a role given its own schema (config/parlant_maintainer_role.sql) must not ask for it.
                 if conn.execute("SELECT to_regnamespace(%s)", (self._schema,)).fetchone() == (None,):
                     conn.execute(sql.SQL("CREATE SCHEMA {schema}").format(**self._names))
-                conn.execute(sql.SQL(_TICKS_DDL).format(**self._names))
+                conn.execute(sql.SQL(sql_file("maintainer", "run_history_ticks.sql")).format(**self._names))
                 if self.enabled:
-                    conn.execute(sql.SQL(_DDL).format(**self._names))
+                    conn.execute(sql.SQL(sql_file("maintainer", "run_history.sql")).format(**self._names))
                     if conn.execute(_MISSING_COLUMNS, (self._names["table"].as_string(conn),)).fetchall():
                         conn.execute(sql.SQL(_ADD_COLUMNS).format(**self._names))
         except psycopg.errors.InsufficientPrivilege as error:
@@ -238,5 +202,5 @@ class History:
     def last_runs(self) -> dict[str, dict[str, Any]]:
         """Per job: last run and its status, last success, last error and when."""
         with self._connect() as conn, conn.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(sql.SQL(_LAST_RUNS).format(**self._names))
+            cursor.execute(sql.SQL(sql_file("maintainer", "run_history_last_runs.sql")).format(**self._names))
             return {row.pop("job"): row for row in cursor.fetchall()}

@@ -16,17 +16,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from maintainer import logs, metrics
-from maintainer.db import connect_service
+from maintainer.db import connect_service, sql_file
 from maintainer.job import normalized
 from maintainer.settings import Settings
 
-_JOBS = """
-SELECT j.jobid, j.jobname, j.schedule, j.command, j.database, j.username, j.active,
-       last.status AS last_status, last.start_time AS last_start, last.return_message AS last_message
-FROM cron.job AS j
-LEFT JOIN LATERAL ({last_run}) AS last ON true
-ORDER BY j.jobid
-"""
 _LAST_RUN = ("SELECT d.status, d.start_time, d.return_message FROM cron.job_run_details AS d"
              " WHERE d.jobid = j.jobid ORDER BY d.start_time DESC NULLS LAST LIMIT 1")
 _NO_RUN = "SELECT NULL::text AS status, NULL::timestamptz AS start_time, NULL::text AS return_message"
@@ -48,24 +41,6 @@ class CronJob:
     last_message: str | None = None
 
 
-# Whether pg_cron is installed here, and whether the role may read cron.job, all of it or (row security,
-# the extension's own policy) only the jobs it scheduled itself. Catalogs only: no privilege on cron needed.
-_VISIBILITY = """
-SELECT c.oid IS NOT NULL AS installed,
-       coalesce(has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'), false) AS readable,
-       coalesce(NOT c.relrowsecurity OR r.rolsuper OR r.rolbypassrls
-                OR (pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
-                OR EXISTS (SELECT FROM pg_policies AS p
-                           WHERE p.schemaname = 'cron' AND p.tablename = 'job' AND p.permissive = 'PERMISSIVE'
-                             AND p.cmd IN ('SELECT', 'ALL') AND p.qual = 'true'
-                             AND EXISTS (SELECT FROM unnest(p.roles) AS role
-                                         WHERE CASE role WHEN 'public' THEN true
-                                                         ELSE pg_has_role(role, 'USAGE') END)), false) AS sees_all
-FROM pg_roles AS r
-LEFT JOIN pg_namespace AS n ON n.nspname = 'cron'
-LEFT JOIN pg_class AS c ON c.relnamespace = n.oid AND c.relname = 'job'
-WHERE r.rolname = current_user
-"""
 
 Visibility = Literal["not installed", "unreadable", "own jobs", "all jobs"]
 
@@ -93,7 +68,7 @@ class CronTable:
 
 def read_jobs(conn: psycopg.Connection[Any]) -> CronTable:
     """Every pg_cron job the role may see, oldest first."""
-    row = conn.execute(_VISIBILITY).fetchone()
+    row = conn.execute(sql_file("maintainer", "pg_cron_visibility.sql").encode()).fetchone()
     assert row is not None
     installed, readable, sees_all = row
     if not installed or not readable:
@@ -102,7 +77,7 @@ def read_jobs(conn: psycopg.Connection[Any]) -> CronTable:
                            " coalesce(current_setting('cron.timezone', true), 'GMT')").fetchone()
     assert details is not None
     has_run_details, timezone = details
-    query = _JOBS.format(last_run=_LAST_RUN if has_run_details else _NO_RUN)
+    query = sql_file("maintainer", "pg_cron_jobs.sql").format(last_run=_LAST_RUN if has_run_details else _NO_RUN)
     with conn.cursor(row_factory=dict_row) as cursor:
         cron_jobs = [CronJob(**values) for values in cursor.execute(query)]
     return CronTable("all jobs" if sees_all else "own jobs", cron_jobs,

