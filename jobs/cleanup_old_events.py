@@ -324,17 +324,17 @@ def run(ctx: Context) -> Result:
     stop_reason: StopReason | None = None
     conn.add_notice_handler(trips.on_notice)
     try:
-        while not trips.done and not ctx.stop.is_set():
+        while not trips.done and not ctx.should_stop():
             trips.run_one(body, min(_ROUND_TRIP_SECONDS, deadline - ctx.monotonic()) if deadline
                           else _ROUND_TRIP_SECONDS)
-            if trips.done or ctx.stop.is_set():
+            if trips.done or ctx.should_stop():
                 break
             if deadline is not None and ctx.monotonic() >= deadline:
                 stop_reason = StopReason.MAX_RUN_TIME
                 break
             if pause and ctx.stop.wait(pause):
                 break
-        if not trips.done and ctx.stop.is_set():
+        if not trips.done and ctx.should_stop():
             stop_reason = StopReason.SHUTDOWN
     finally:
         conn.remove_notice_handler(trips.on_notice)

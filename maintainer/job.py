@@ -92,6 +92,15 @@ class StopReason(StrEnum):
     MAX_RUN_TIME = "max_run_time"  # the job's own time limit: the run succeeded, the next one does the rest
 
 
+class SkipReason(StrEnum):
+    """Why a scheduled run did not run: the ``reason`` of ``job_skipped`` and of ``maintainer_skips_total``."""
+
+    LOCK_HELD = "lock_held"  # another run holds the job's lock
+    ALREADY_RAN = "already_ran"  # another replica already ran this scheduled time
+    STILL_RUNNING = "still_running"  # this process's previous run of the job was still running
+    MISSED = "missed"  # the scheduler woke too late for it (past misfire_grace_time)
+
+
 @dataclass
 class RowCount:
     """Rows a run has changed and committed, over all its attempts.
@@ -137,6 +146,10 @@ class RunContext(Generic[S]):
     last_complete: dict[str, Any] | None = None
     rows: RowCount = field(default_factory=RowCount)
     timezone_source: Literal["session_timezone", "database"] = "database"
+
+    def should_stop(self) -> bool:
+        """True once the run is asked to stop: a batched job checks it between batches."""
+        return self.stop.is_set()
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from maintainer.job import Outcome, SkipReason
+
 # A ``_created`` series per counter doubles what Prometheus stores and no rule here reads it.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry()
 LABEL = "maintenance_job"
-SKIP_REASONS = ("lock_held", "already_ran", "still_running", "missed")
 
 RUNS = Counter("maintainer_runs", "Finished runs by job and outcome (succeeded, failed, cancelled).",
                [LABEL, "outcome"], registry=REGISTRY)
@@ -47,9 +48,9 @@ STARTED = Gauge("maintainer_start_timestamp_seconds", "Unix time the daemon star
 def declare(job: str, interval: timedelta, last_success: datetime | None) -> None:
     """Create the job's series before its first run, so that rate(), absent() and a staleness rule see every
     enabled job from the start: a job that never succeeded shows a last success of 0."""
-    for outcome in ("succeeded", "failed", "cancelled"):
+    for outcome in Outcome:
         RUNS.labels(job, outcome)
-    for reason in SKIP_REASONS:
+    for reason in SkipReason:
         SKIPS.labels(job, reason)
     RETRIES.labels(job)
     DURATION.labels(job)

@@ -1,7 +1,8 @@
 """How a run ended, said in one place: the metrics, the run history's record and the outcome log line.
 
-Every run logs ``job_started`` (the runner) and then exactly one of ``job_succeeded``, ``job_failed``,
-``job_cancelled`` or ``job_skipped``, from here. A dry run is logged, never counted or recorded.
+Every run logs ``job_started`` (the runner), each retry ``job_retrying``, and then exactly one of
+``job_succeeded``, ``job_failed``, ``job_cancelled`` or ``job_skipped``, all but the first from here. A dry
+run is logged, never counted or recorded.
 """
 
 from __future__ import annotations
@@ -47,9 +48,20 @@ class RunOutcome:
     log: structlog.typing.FilteringBoundLogger
     history: History | None
     clock: Clock
-    elapsed_ms: Callable[[], int]
+    monotonic: Callable[[], float]
+    started: float  # monotonic() when the run started
     started_at: datetime
     progress: Progress
+
+    def elapsed_ms(self) -> int:
+        return round((self.monotonic() - self.started) * 1000)
+
+    def retrying(self, attempt: int, wait_s: float, error: BaseException | None) -> None:
+        """An attempt failed transiently and another follows (the retry policy's ``on_retry``)."""
+        metrics.RETRIES.labels(self.job.name).inc()
+        self.log.warning("job_retrying", attempt=attempt, wait_s=round(wait_s, 2),
+                         error_type=type(getattr(error, "__cause__", None) or error).__name__,
+                         sqlstate=getattr(error, "sqlstate", None), error=str(error))
 
     def skipped(self, reason: str) -> None:
         """Another run holds the job's lock, or another replica already ran this scheduled time."""

@@ -17,12 +17,11 @@ from typing import Any
 import psycopg
 import structlog
 
-from maintainer import metrics
 from maintainer.clock import Clock, utc_now
 from maintainer.db import connect
 from maintainer.errors import JobFailed, LockHeld, MaintainerError
 from maintainer.history import History
-from maintainer.job import Job, JobSettings, Result, RunContext
+from maintainer.job import Job, JobSettings, Result, RunContext, SkipReason
 from maintainer.locking import try_lock, unlock
 from maintainer.logs import get_logger
 from maintainer.notices import watching
@@ -104,17 +103,9 @@ def run_job(
     log.info("job_started")
     started_at, started = clock(), monotonic()
     attempt = _Attempt(settings, job, run_id, dry_run, clock, monotonic, control, history, tick, log)
-    outcome = RunOutcome(job, run_id, dry_run, log, history, clock, lambda: round((monotonic() - started) * 1000),
-                         started_at, attempt.progress)
-
-    def on_retry(attempt_number: int, wait_s: float, error: BaseException | None) -> None:
-        metrics.RETRIES.labels(job.name).inc()
-        log.warning("job_retrying", attempt=attempt_number, wait_s=round(wait_s, 2),
-                    error_type=type(getattr(error, "__cause__", None) or error).__name__,
-                    sqlstate=getattr(error, "sqlstate", None), error=str(error))
-
+    outcome = RunOutcome(job, run_id, dry_run, log, history, clock, monotonic, started, started_at, attempt.progress)
     try:
-        result = retrying(retry, control.stop, on_retry)(attempt)
+        result = retrying(retry, control.stop, outcome.retrying)(attempt)
     except LockHeld as skipped:
         outcome.skipped(skipped.reason)
         raise
@@ -171,7 +162,7 @@ class _Attempt:
             _take_lock(conn, name, self.progress.attempts)
             self.progress.locked_at = self.progress.locked_at or self.clock()
             if self.tick and history and not history.claim_tick(conn, name, self.tick, self.run_id):
-                raise LockHeld(f"{name}: the run scheduled for {self.tick} already ran", "already_ran")
+                raise LockHeld(f"{name}: the run scheduled for {self.tick} already ran", SkipReason.ALREADY_RAN)
         context = RunContext(
             job=name, run_id=self.run_id, conn=conn, settings=job_settings, clock=self.clock, log=self.log,
             monotonic=self.monotonic, stop=self.control.stop,
@@ -196,4 +187,4 @@ def _take_lock(conn: psycopg.Connection[Any], job: str, attempt: int) -> None:
     if attempt > 1:
         # Most likely the session of our own failed attempt, not yet gone from the server: wait for it.
         raise JobFailed(job, "the lock is still held, probably by the previous attempt's session", transient=True)
-    raise LockHeld(f"{job}: another run holds its lock", "lock_held")
+    raise LockHeld(f"{job}: another run holds its lock", SkipReason.LOCK_HELD)

@@ -26,7 +26,7 @@ from maintainer import endpoints, logs, metrics
 from maintainer.clock import Clock, utc_now
 from maintainer.errors import ConfigError, MaintainerError
 from maintainer.history import History
-from maintainer.job import Job
+from maintainer.job import Job, SkipReason
 from maintainer.logs import get_logger, redact
 from maintainer.overdue import overdue_jobs
 from maintainer.pg_cron import OverlapWatch
@@ -152,9 +152,9 @@ class Daemon:
         if event.job_id not in self._jobs:
             return
         if isinstance(event, JobSubmissionEvent):
-            reason, run_times = "still_running", event.scheduled_run_times
+            reason, run_times = SkipReason.STILL_RUNNING, event.scheduled_run_times
         else:
-            reason, run_times = "missed", [event.scheduled_run_time]
+            reason, run_times = SkipReason.MISSED, [event.scheduled_run_time]
         for run_time in run_times:
             metrics.SKIPS.labels(event.job_id, reason).inc()
             self.log.info("job_skipped", job=event.job_id, reason=reason, scheduled_run_time=run_time.isoformat())

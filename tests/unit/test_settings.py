@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from jobs import REGISTRY
+from maintainer.database_url import database_url_source
 from maintainer.errors import ConfigError
 from maintainer.settings import settings_model
 from tests.support.paths import ROOT
@@ -299,3 +300,34 @@ def test_a_configuration_file_that_is_not_toml_is_refused_naming_the_file(
     message = config_error()
 
     assert message.startswith(f"{path}: not valid TOML: ")
+
+
+@pytest.mark.parametrize(("environment", "flag", "configured", "expected"), [
+    ({"MAINTAINER_DATABASE_URL": "env", "DATABASE_URL": "plain", "PGHOST": "h"}, "flag", "file",
+     ("flag", "--database-url")),
+    ({"MAINTAINER_DATABASE_URL": "env", "DATABASE_URL": "plain"}, None, "file", ("env", "MAINTAINER_DATABASE_URL")),
+    ({"MAINTAINER_DATABASE_URL": " ", "DATABASE_URL": "plain"}, None, "file", ("plain", "DATABASE_URL")),
+    ({"PGHOST": "h"}, None, "file", ("file", "database_url in the configuration file")),
+    ({"PGHOST": "h"}, None, None, ("", "libpq's environment (PGHOST, PGHOSTADDR, PGSERVICE, PGDATABASE, PGUSER)")),
+    ({}, None, None, (None, "nowhere")),
+], ids=["the flag", "MAINTAINER_DATABASE_URL", "DATABASE_URL", "the configuration file", "libpq", "none"])
+def test_the_database_url_comes_from_the_first_place_that_sets_it(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], flag: str | None, configured: str | None,
+    expected: tuple[str | None, str],
+) -> None:
+    for name in ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGDATABASE", "PGUSER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert database_url_source(flag, configured) == expected
+
+
+def test_a_database_url_in_the_configuration_file_is_used_when_nothing_else_sets_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PGHOST", raising=False)
+    user_config(monkeypatch, tmp_path, 'database_url = "postgresql://from-the-file@db/sim"\n')
+
+    assert load_settings().require_database_url() == "postgresql://from-the-file@db/sim"
+    assert load_settings(database_url="postgresql://flag@db/sim").require_database_url() == "postgresql://flag@db/sim"
