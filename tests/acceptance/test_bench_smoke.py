@@ -22,7 +22,6 @@ SUMMARY_KEYS = {
 }
 
 
-@pytest.mark.acceptance
 def test_benchmark_runs_at_tiny_scale_and_every_variant_deletes_the_same_rows(server_url: str) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "bench", "--events", "20000", "--steady-events", "5000", "--batch-sizes", "1000",
