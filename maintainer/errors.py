@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from maintainer.job import SkipReason
 from maintainer.retry import is_transient
 
 
@@ -59,6 +60,6 @@ class LockHeld(MaintainerError):
 
     exit_code = 75
 
-    def __init__(self, message: str, reason: str):
+    def __init__(self, message: str, reason: SkipReason):
         self.reason = reason
         super().__init__(message)

@@ -18,7 +18,7 @@ from maintainer import metrics
 from maintainer.clock import Clock
 from maintainer.errors import MaintainerError
 from maintainer.history import History, RunRecord
-from maintainer.job import Job, Outcome, Result, RowCount, StopReason
+from maintainer.job import Job, Outcome, Result, RowCount, SkipReason, StopReason
 
 
 @dataclass
@@ -63,7 +63,7 @@ class RunOutcome:
                          error_type=type(getattr(error, "__cause__", None) or error).__name__,
                          sqlstate=getattr(error, "sqlstate", None), error=str(error))
 
-    def skipped(self, reason: str) -> None:
+    def skipped(self, reason: SkipReason) -> None:
         """Another run holds the job's lock, or another replica already ran this scheduled time."""
         metrics.SKIPS.labels(self.job.name, reason).inc()
         self.log.info("job_skipped", reason=reason, duration_ms=self.elapsed_ms())

@@ -285,8 +285,6 @@ def load_settings(registry: Registry, config_file: str | None = None, **override
 
 def _describe(error: Any) -> str:
     location = [str(part) for part in error["loc"]]
-    if location and location[0] in {"MAINTAINER_DATABASE_URL", "DATABASE_URL"}:
-        location = ["database_url"]
     field = ".".join(location)
     env = "MAINTAINER_" + "__".join(part for part in location if not part.isdigit()).upper()
     text = f"  {field} (environment {env}): {error['msg'].removeprefix('Value error, ')}"
