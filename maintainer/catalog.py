@@ -210,16 +210,24 @@ def function_state(conn: Conn, name: str) -> FunctionState | None:
     return FunctionState(*row) if row else None
 
 
-def indexes_leading_with(conn: Conn, name: str, columns: list[str]) -> dict[str, str | None]:
+@dataclass(frozen=True)
+class LeadingIndex:
+    name: str
+    columns: tuple[str, ...]  # its key columns in order, then any INCLUDE columns
+
+
+def indexes_leading_with(conn: Conn, name: str, columns: list[str]) -> dict[str, LeadingIndex | None]:
     """Per column: a valid, whole-table btree index on ``name`` whose first column it is (one that finds the
-    rows of a value, or a range of values, without reading the table), or None."""
+    rows of a value, or a range of values, without reading the table), the widest such, or None."""
     rows = conn.execute(
-        "SELECT column_name, (SELECT i.indexrelid::regclass::text FROM pg_index AS i"
-        "  JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS am ON am.oid = c.relam"
+        "SELECT column_name, best.name, best.columns FROM unnest(%s::text[]) AS column_name"
+        " LEFT JOIN LATERAL (SELECT i.indexrelid::regclass::text AS name,"
+        "   ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)"
+        "         JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) AS columns"
+        "  FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS am ON am.oid = c.relam"
         "  JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
         "  WHERE i.indrelid = to_regclass(%s) AND a.attname = column_name AND i.indisvalid AND i.indpred IS NULL"
-        "  AND am.amname = 'btree' ORDER BY i.indnatts DESC, 1 LIMIT 1)"
-        " FROM unnest(%s::text[]) AS column_name",
-        (quoted(conn, name), columns),
+        "  AND am.amname = 'btree' ORDER BY i.indnatts DESC, 1 LIMIT 1) AS best ON true",
+        (columns, quoted(conn, name)),
     ).fetchall()
-    return {str(column): index for column, index in rows}
+    return {str(column): LeadingIndex(index, tuple(found)) if index else None for column, index, found in rows}

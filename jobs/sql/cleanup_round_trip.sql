@@ -16,6 +16,7 @@ DECLARE
     cutoff       constant timestamp := (state->>'cutoff')::timestamp;
     since        constant timestamp := (state->>'since')::timestamp;
     walking      constant boolean := state->>'path' = 'walk';
+    window_covered constant boolean := (state->>'window_covered')::boolean;
     batch_size   constant bigint := (state->>'batch_size')::bigint;
     yield_size   constant bigint := (state->>'yield_size')::bigint;
     yield_pause  constant float8 := (state->>'yield_pause')::float8;
@@ -58,17 +59,25 @@ BEGIN
                 WHERE s.status IN ({statuses}) AND s.ended_at < cutoff AND (after IS NULL OR s.id > after)
                 ORDER BY s.id LIMIT max_candidates);
         ELSE
+            IF NOT window_covered THEN
+                -- The window's sessions come from the heap pages of its events, through the index on created_at:
+                -- an index-only scan of an index led by session_id would read all of that index instead.
+                PERFORM set_config('enable_indexonlyscan', 'off', false);
+            END IF;
             candidates := ARRAY(
                 SELECT id FROM (
                     SELECT s.id FROM {sessions} AS s
                     WHERE s.status IN ({statuses}) AND s.ended_at >= since AND s.ended_at < cutoff
-                    UNION
-                    SELECT e.session_id FROM {events} AS e JOIN {sessions} AS s ON s.id = e.session_id
-                    WHERE e.created_at >= since AND e.created_at < cutoff
-                      AND s.status IN ({statuses}) AND s.ended_at < cutoff
+                    UNION  -- events created since in sessions that ended before it (late events); the sessions
+                           -- looked up in id order, leaf page after leaf page of their index
+                    SELECT s.id FROM {sessions} AS s
+                    WHERE s.id = ANY(ARRAY(SELECT DISTINCT e.session_id FROM {events} AS e
+                                           WHERE e.created_at >= since AND e.created_at < cutoff ORDER BY 1))
+                      AND s.status IN ({statuses}) AND s.ended_at < since
                 ) AS newly_eligible
                 WHERE after IS NULL OR id > after
                 ORDER BY id LIMIT max_candidates);
+            PERFORM set_config('enable_indexonlyscan', 'on', false);
         END IF;
         PERFORM set_config('plan_cache_mode', 'force_generic_plan', false);
     END IF;
@@ -94,21 +103,35 @@ BEGIN
             fits := deleted <= cap;
         ELSE
             chunk := candidates[next_one : next_one + span - 1];
-            -- At most a batch of rows: a session may hold more than a batch, so the chunk is done only when
-            -- fewer than that were found in it. One statement, one snapshot: the rows deleted are the rows found,
-            -- of sessions the rule names now, each checked once.
-            WITH found AS MATERIALIZED (
-                SELECT e.ctid FROM {events} AS e
+            IF cardinality(chunk) > 1 THEN
+                -- Sessions the rule names now, their events found by their index: more than a batch is rolled
+                -- back below, and the chunk narrowed.
+                DELETE FROM {events} AS e
                 WHERE e.session_id = ANY(ARRAY(
                         SELECT s.id FROM {sessions} AS s
                         WHERE s.id = ANY(chunk) AND s.status IN ({statuses}) AND s.ended_at < cutoff))
-                  AND e.created_at < cutoff
-                LIMIT cap
-            ), gone AS (
-                DELETE FROM {events} WHERE ctid = ANY(ARRAY(SELECT ctid FROM found)) AND created_at < cutoff
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM gone) INTO found_rows, deleted;
+                  AND e.created_at < cutoff;
+                GET DIAGNOSTICS deleted = ROW_COUNT;
+                fits := deleted <= cap;
+                found_rows := 0;  -- the chunk is done once it fits
+            ELSE
+                -- One session holding more than a batch: at most a batch of its rows at a time, so the session is
+                -- done only when fewer than that were found. One statement, one snapshot: the rows deleted are the
+                -- rows found, each checked once.
+                WITH found AS MATERIALIZED (
+                    SELECT e.ctid FROM {events} AS e
+                    WHERE e.session_id = ANY(ARRAY(
+                            SELECT s.id FROM {sessions} AS s
+                            WHERE s.id = ANY(chunk) AND s.status IN ({statuses}) AND s.ended_at < cutoff))
+                      AND e.created_at < cutoff
+                    LIMIT cap
+                ), gone AS (
+                    DELETE FROM {events} WHERE ctid = ANY(ARRAY(SELECT ctid FROM found)) AND created_at < cutoff
+                    RETURNING 1
+                )
+                SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM gone) INTO found_rows, deleted;
+                fits := true;
+            END IF;
         END IF;
         IF fits THEN
             COMMIT;
