@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-ordered", action="store_true",
                         help="store the synthetic events in the order they were created, as an application appends"
                              " them (default: session by session)")
+    parser.add_argument("--steady-schema", choices=["advised", "as-is"], default="advised",
+                        help="steady state: first create the indexes `maintainer check` advises for the cleanup, as an"
+                             " operator would (default), or keep the application's schema as it is")
     parser.add_argument("--pairs", type=int, default=3,
                         help="first run: (a) and (b) alternated this many times in each run (default 3)")
     parser.add_argument("--database-url", metavar="URL",
@@ -126,12 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 server.drop(template.name)
         if steady:
-            steady_runs = _steady_state(server, args.steady_events, options.runs, args.time_ordered, progress)
+            steady_runs = _steady_state(server, args.steady_events, options.runs, args.time_ordered,
+                                        args.steady_schema == "advised", progress)
 
     summary = report.summarize(runs, steady_runs, events=options.events, batch_sizes=options.batch_sizes, extra={
         **extra, "app_clients": options.app_clients, "app_rate": options.app_rate,
         "cleanup_settings": options.cleanup_settings, "pairs": options.pairs, "steady_events": args.steady_events,
-        "time_ordered": args.time_ordered,
+        "time_ordered": args.time_ordered, "steady_schema": args.steady_schema,
         "machine": machine, "server": settings, "elapsed_s": round(time.monotonic() - started, 1),
     })
     if args.details:
@@ -155,14 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _steady_state(
-    server: Server, events: int, runs: int, time_ordered: bool, progress: Progress
+    server: Server, events: int, runs: int, time_ordered: bool, advised_indexes: bool, progress: Progress
 ) -> list[list[SteadyResults]]:
     """Per run, the steady scenario at ``events`` over a year and four times that over four years."""
     templates = []
     try:
         for size, days in ((events, 365), (4 * events, 4 * 365)):
             progress(f"building the steady template: {size:,} synthetic events over {days} days...")
-            templates.append(build_steady_template(server, size, days, time_ordered, progress))
+            templates.append(build_steady_template(server, size, days, time_ordered, advised_indexes, progress))
         results = []
         for index in range(runs):
             progress(f"steady state, run {index + 1} of {runs}")

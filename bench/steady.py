@@ -2,10 +2,12 @@
 
 Each size gets its own template: the synthetic data over ``days`` (the larger size has four times the
 events over four times the days: four times the pile the rule keeps, the same number of events a day
-becoming eligible), the backlog deleted with the guide's statement, then maintainer's first run (the
-cut-over: it finds nothing, and records its cutoff in the run history as every run does), then
-``VACUUM ANALYZE``. Then, for each retention in ``STEADY_RETENTIONS`` (nothing newly eligible, a few days'
-worth, about 2% of a year) and each on a fresh copy of it:
+becoming eligible), the backlog deleted with the guide's statement, then (unless told to keep the schema as
+it is) the indexes ``maintainer check`` advises for the cleanup, created with the statements it prints, as
+an operator would at the cut-over; then maintainer's first run (it finds nothing, and records its cutoff in
+the run history as every run does), then ``VACUUM ANALYZE``. Then, for each retention in
+``STEADY_RETENTIONS`` (nothing newly eligible, a few days' worth, about 2% of a year) and each on a fresh
+copy of it:
 
 (a) ``single_delete``: the guide's statement;
 (b) ``nightly``: ``maintainer run-once cleanup-old-events``, as the nightly run after that first one;
@@ -15,6 +17,7 @@ worth, about 2% of a year) and each on a fresh copy of it:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ class SteadyResults:
 
 
 def build_steady_template(
-    server: Server, events: int, days: int, time_ordered: bool, progress: Progress
+    server: Server, events: int, days: int, time_ordered: bool, advised_indexes: bool, progress: Progress
 ) -> tuple[Template, int]:
     """A template in the steady state; also returns how many events the backlog held."""
     started = time.monotonic()
@@ -46,12 +49,22 @@ def build_steady_template(
     url = server.url_for(built.name)
     with psycopg.connect(url, autocommit=True) as conn:
         backlog = conn.execute(SINGLE_DELETE, {"cutoff": built.cutoff}).rowcount
+        for statement in advised_index_statements(url) if advised_indexes else []:
+            conn.execute(statement)
+            progress(f"as maintainer check advises: {statement}")
     run_maintainer(url, ["run-once", "cleanup-old-events"], {})
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     progress(f"steady template of {events:,} events over {days} days ready in {time.monotonic() - started:.1f} s:"
              f" the guide's statement deleted a backlog of {backlog:,}, then maintainer's first run")
     return built, backlog
+
+
+def advised_index_statements(url: str) -> list[str]:
+    """The CREATE INDEX statements ``maintainer check`` prints for the cleanup on this database."""
+    checks = json.loads(run_maintainer(url, ["check", "--format", "json"], {}).stdout)["checks"]
+    return [check["fix"] for check in checks
+            if check["job"] == "cleanup-old-events" and (check["fix"] or "").startswith("CREATE INDEX")]
 
 
 def run_steady(server: Server, template: Template, backlog: int, progress: Progress) -> SteadyResults:

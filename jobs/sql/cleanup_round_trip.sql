@@ -37,6 +37,7 @@ DECLARE
     seen_at      timestamptz := coalesce(to_timestamp((state->>'seen_at')::float8), clock_timestamp());
     yielding     boolean := writes >= writes_to_yield;
     candidates   uuid[];
+    window_sessions uuid[];
     next_one     integer := 1;  -- the next candidate's index in candidates
     chunk        uuid[];
     found_rows   bigint;
@@ -64,20 +65,21 @@ BEGIN
                 -- an index-only scan of an index led by session_id would read all of that index instead.
                 PERFORM set_config('enable_indexonlyscan', 'off', false);
             END IF;
+            -- Sessions with events created since: an array of its own, so that the query below is planned
+            -- knowing how many (a bitmap scan of the sessions, not one index lookup each).
+            window_sessions := ARRAY(SELECT DISTINCT e.session_id FROM {events} AS e
+                                     WHERE e.created_at >= since AND e.created_at < cutoff ORDER BY 1);
+            PERFORM set_config('enable_indexonlyscan', 'on', false);
             candidates := ARRAY(
                 SELECT id FROM (
                     SELECT s.id FROM {sessions} AS s
                     WHERE s.status IN ({statuses}) AND s.ended_at >= since AND s.ended_at < cutoff
-                    UNION  -- events created since in sessions that ended before it (late events); the sessions
-                           -- looked up in id order, leaf page after leaf page of their index
+                    UNION  -- sessions that ended before it with events created since (late events)
                     SELECT s.id FROM {sessions} AS s
-                    WHERE s.id = ANY(ARRAY(SELECT DISTINCT e.session_id FROM {events} AS e
-                                           WHERE e.created_at >= since AND e.created_at < cutoff ORDER BY 1))
-                      AND s.status IN ({statuses}) AND s.ended_at < since
+                    WHERE s.id = ANY(window_sessions) AND s.status IN ({statuses}) AND s.ended_at < since
                 ) AS newly_eligible
                 WHERE after IS NULL OR id > after
                 ORDER BY id LIMIT max_candidates);
-            PERFORM set_config('enable_indexonlyscan', 'on', false);
         END IF;
         PERFORM set_config('plan_cache_mode', 'force_generic_plan', false);
     END IF;

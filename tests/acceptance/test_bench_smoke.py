@@ -40,6 +40,11 @@ def test_benchmark_runs_at_tiny_scale_and_every_variant_deletes_the_same_rows(se
     assert {(row["events"], row["retention_days"]) for row in summary["steady"].values()} == {
         (events, days) for events in (5000, 20000) for days in (90, 85, 80)}
     assert all(row["nightly_path"] == "sessions" for row in summary["steady"].values())
+    # Each steady template got the index maintainer check advises for the nightly window, as an operator would.
+    assert summary["steady_schema"] == "advised"
+    advised = ("as maintainer check advises: CREATE INDEX CONCURRENTLY parlant_event_created_at_cleanup_idx"
+               " ON parlant_event (created_at, session_id)")
+    assert completed.stdout.count(advised) == 2
     assert set(summary["rows_deleted"]) == {
         "single_delete", "maintainer_default", "batch_1000", "single_delete_under_load",
         "maintainer_default_under_load",
