@@ -218,7 +218,8 @@ class LeadingIndex:
 
 def indexes_leading_with(conn: Conn, name: str, columns: list[str]) -> dict[str, LeadingIndex | None]:
     """Per column: a valid, whole-table btree index on ``name`` whose first column it is (one that finds the
-    rows of a value, or a range of values, without reading the table), the widest such, or None."""
+    rows of a value, or a range of values, without reading the table), or None. Of several, the one that holds
+    most of the other ``columns``, then the widest."""
     rows = conn.execute(
         "SELECT column_name, best.name, best.columns FROM unnest(%s::text[]) AS column_name"
         " LEFT JOIN LATERAL (SELECT i.indexrelid::regclass::text AS name,"
@@ -227,7 +228,10 @@ def indexes_leading_with(conn: Conn, name: str, columns: list[str]) -> dict[str,
         "  FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS am ON am.oid = c.relam"
         "  JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
         "  WHERE i.indrelid = to_regclass(%s) AND a.attname = column_name AND i.indisvalid AND i.indpred IS NULL"
-        "  AND am.amname = 'btree' ORDER BY i.indnatts DESC, 1 LIMIT 1) AS best ON true",
-        (columns, quoted(conn, name)),
+        "  AND am.amname = 'btree'"
+        "  ORDER BY (SELECT count(*) FROM pg_attribute AS held WHERE held.attrelid = i.indrelid"
+        "            AND held.attnum = ANY(i.indkey) AND held.attname = ANY(%s::text[])) DESC, i.indnatts DESC, 1"
+        "  LIMIT 1) AS best ON true",
+        (columns, quoted(conn, name), columns),
     ).fetchall()
     return {str(column): LeadingIndex(index, tuple(found)) if index else None for column, index, found in rows}

@@ -200,7 +200,9 @@ def test_without_an_index_on_created_at_every_run_looks_at_every_candidate_sessi
 def test_check_is_content_with_an_index_on_created_at_that_holds_session_id(
     settings: Settings, conn: psycopg.Connection[Any]
 ) -> None:
-    conn.execute("CREATE INDEX parlant_event_window_idx ON parlant_event (created_at, session_id)")
+    # A wider index on created_at without session_id beside it does not hide it.
+    conn.execute("CREATE INDEX parlant_event_window_idx ON parlant_event (created_at, session_id);"
+                 " CREATE INDEX parlant_event_wider_idx ON parlant_event (created_at, event_type, \"offset\")")
 
     advice = {check.subject: check for check in run_checks(settings) if check.job == CLEANUP.name}
 
