@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from maintainer.db import table
+from maintainer.db import sql_file, table
 from maintainer.errors import JobFailed
 from maintainer.job import Check
 
@@ -210,6 +210,9 @@ def function_state(conn: Conn, name: str) -> FunctionState | None:
     return FunctionState(*row) if row else None
 
 
+_INDEXES_LEADING_WITH = sql_file("maintainer", "indexes_leading_with.sql")
+
+
 @dataclass(frozen=True)
 class LeadingIndex:
     name: str
@@ -220,18 +223,5 @@ def indexes_leading_with(conn: Conn, name: str, columns: list[str]) -> dict[str,
     """Per column: a valid, whole-table btree index on ``name`` whose first column it is (one that finds the
     rows of a value, or a range of values, without reading the table), or None. Of several, the one that holds
     most of the other ``columns``, then the widest."""
-    rows = conn.execute(
-        "SELECT column_name, best.name, best.columns FROM unnest(%s::text[]) AS column_name"
-        " LEFT JOIN LATERAL (SELECT i.indexrelid::regclass::text AS name,"
-        "   ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)"
-        "         JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) AS columns"
-        "  FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_am AS am ON am.oid = c.relam"
-        "  JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
-        "  WHERE i.indrelid = to_regclass(%s) AND a.attname = column_name AND i.indisvalid AND i.indpred IS NULL"
-        "  AND am.amname = 'btree'"
-        "  ORDER BY (SELECT count(*) FROM pg_attribute AS held WHERE held.attrelid = i.indrelid"
-        "            AND held.attnum = ANY(i.indkey) AND held.attname = ANY(%s::text[])) DESC, i.indnatts DESC, 1"
-        "  LIMIT 1) AS best ON true",
-        (columns, quoted(conn, name), columns),
-    ).fetchall()
+    rows = conn.execute(_INDEXES_LEADING_WITH, {"columns": columns, "table": quoted(conn, name)}).fetchall()
     return {str(column): LeadingIndex(index, tuple(found)) if index else None for column, index, found in rows}
