@@ -221,7 +221,9 @@ def test_cleanup_of_thousands_of_sessions_across_many_pages_deletes_exactly_the_
 def test_cleanup_takes_small_batches_and_pauses_while_the_application_writes(
     database_url: str, conn: psycopg.Connection[Any]
 ) -> None:
-    add_synthetic_data(conn, events=20_000, now=NOW, seed=0.3)
+    # Enough rows that deleting them at full speed takes longer than a busy machine may keep the writer (a
+    # thread of this process) from committing: with 20,000 the whole run once fit in such a pause, unyielding.
+    add_synthetic_data(conn, events=60_000, now=NOW, seed=0.3)
     record_deletes(conn)
     kept = event_ids(conn) - doomed_by_the_rule(conn)
     settings = with_cleanup(database_url, batch_size=2000, yield_batch_size=100, yield_pause="5ms")
