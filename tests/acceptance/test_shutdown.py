@@ -66,16 +66,15 @@ def own_server() -> Iterator[OwnServer]:
 
 @contextmanager
 def frozen(pids: list[int]) -> Iterator[None]:
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    for pid in pids:  # the postmaster first: it starts no process after that
+        with suppress(ProcessLookupError):  # a backend or worker that ended since it was listed
+            os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
         for pid in pids:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-
-
 
 
 def stuck_daemon(tmp_path: Path, url: str, start_daemon: Callable[..., Daemon]) -> Daemon:
