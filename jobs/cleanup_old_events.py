@@ -95,9 +95,13 @@ class _EventTable:
     rows_per_block: float | None
     events_per_session: float | None
     synchronous_commit: str  # the session's own, for the durable commits
-    session_index: str | None  # an index leading with session_id: the sessions path needs one
-    created_at_index: str | None  # one leading with created_at: the high-water mark needs one
-    window_covered: bool  # that index holds session_id: the window's sessions come from the index alone
+    session_index: LeadingIndex | None  # an index leading with session_id: the sessions path needs one
+    created_at_index: LeadingIndex | None  # one leading with created_at: the high-water mark needs one
+
+    @property
+    def window_covered(self) -> bool:
+        """The created_at index holds session_id: the window's sessions come from the index alone."""
+        return self.created_at_index is not None and "session_id" in self.created_at_index.columns
 
 
 def compute_cutoff(ctx: Context, retention_days: int) -> datetime:
@@ -130,10 +134,8 @@ def _event_table(ctx: Context, settings: CleanupSettings) -> _EventTable:
     assert row is not None
     slots, blocks, rows_per_block, events_per_session, synchronous_commit = row
     indexes = indexes_leading_with(ctx.conn, settings.event_table, ["session_id", "created_at"])
-    by_session, by_time = indexes["session_id"], indexes["created_at"]
     return _EventTable(slots, blocks, rows_per_block, events_per_session, synchronous_commit,
-                       by_session.name if by_session else None, by_time.name if by_time else None,
-                       by_time is not None and "session_id" in by_time.columns)
+                       indexes["session_id"], indexes["created_at"])
 
 
 def choose_path(ctx: Context, settings: CleanupSettings, cutoff: datetime, events: _EventTable) -> PathChoice:

@@ -41,6 +41,7 @@ DECLARE
     next_one     integer := 1;  -- the next candidate's index in candidates
     chunk        uuid[];
     found_rows   bigint;
+    chunk_done   boolean;  -- sessions: every eligible event of the chunk's sessions is gone
     done         boolean := false;
     cap          bigint;
     cut_yielding boolean;
@@ -115,7 +116,7 @@ BEGIN
                   AND e.created_at < cutoff;
                 GET DIAGNOSTICS deleted = ROW_COUNT;
                 fits := deleted <= cap;
-                found_rows := 0;  -- the chunk is done once it fits
+                chunk_done := true;  -- once committed
             ELSE
                 -- One session holding more than a batch: at most a batch of its rows at a time, so the session is
                 -- done only when fewer than that were found. One statement, one snapshot: the rows deleted are the
@@ -133,6 +134,7 @@ BEGIN
                 )
                 SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM gone) INTO found_rows, deleted;
                 fits := true;
+                chunk_done := found_rows < cap;
             END IF;
         END IF;
         IF fits THEN
@@ -141,7 +143,7 @@ BEGIN
             IF walking THEN
                 position := position + span;
                 done := position >= walk_end;
-            ELSIF found_rows < cap THEN
+            ELSIF chunk_done THEN
                 next_one := next_one + cardinality(chunk);
                 after := chunk[cardinality(chunk)];
                 -- Fewer candidates than asked for: there are no more.
