@@ -101,7 +101,7 @@ class _EventTable:
     @property
     def window_covered(self) -> bool:
         """The created_at index holds session_id: the window's sessions come from the index alone."""
-        return self.created_at_index is not None and "session_id" in self.created_at_index.columns
+        return self.created_at_index is not None and self.created_at_index.holds(["session_id"])
 
 
 def compute_cutoff(ctx: Context, retention_days: int) -> datetime:
@@ -486,7 +486,7 @@ def _index_check(ctx: Context, name: str, columns: list[str], index: LeadingInde
     """The index the cleanup's sessions path wants, led by ``columns[0]`` (and, where ``holding`` says why,
     holding the other columns too); the statement that makes one."""
     subject = f"{name} ({columns[0]})"
-    if index and (holding is None or set(columns) <= set(index.columns)):
+    if index and (holding is None or index.holds(columns)):
         return Check(ctx.job, subject, True, f"index {index.name}")
     if index:
         need = f"index {index.name} is on ({', '.join(index.columns)}): {holding}"

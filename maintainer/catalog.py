@@ -218,6 +218,10 @@ class LeadingIndex:
     name: str
     columns: tuple[str, ...]  # its key columns in order, then any INCLUDE columns
 
+    def holds(self, columns: list[str]) -> bool:
+        """Every one of ``columns`` is in the index: a query of only those can read the index alone."""
+        return set(columns) <= set(self.columns)
+
 
 def indexes_leading_with(conn: Conn, name: str, columns: list[str]) -> dict[str, LeadingIndex | None]:
     """Per column: a valid, whole-table btree index on ``name`` whose first column it is (one that finds the

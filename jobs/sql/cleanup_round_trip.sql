@@ -38,6 +38,7 @@ DECLARE
     yielding     boolean := writes >= writes_to_yield;
     candidates   uuid[];
     window_sessions uuid[];
+    index_only   constant text := current_setting('enable_indexonlyscan');  -- the session's, put back after
     next_one     integer := 1;  -- the next candidate's index in candidates
     chunk        uuid[];
     found_rows   bigint;
@@ -70,7 +71,7 @@ BEGIN
             -- knowing how many (a bitmap scan of the sessions, not one index lookup each).
             window_sessions := ARRAY(SELECT DISTINCT e.session_id FROM {events} AS e
                                      WHERE e.created_at >= since AND e.created_at < cutoff ORDER BY 1);
-            PERFORM set_config('enable_indexonlyscan', 'on', false);
+            PERFORM set_config('enable_indexonlyscan', index_only, false);
             candidates := ARRAY(
                 SELECT id FROM (
                     SELECT s.id FROM {sessions} AS s
