@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-ordered", action="store_true",
                         help="store the synthetic events in the order they were created, as an application appends"
                              " them (default: session by session)")
+    parser.add_argument("--content-bytes", type=int, default=32, metavar="N",
+                        help="characters of text in each synthetic event's content (default 32: about 140 bytes a"
+                             " row in the table; each character more adds one)")
     parser.add_argument("--steady-schema", choices=["advised", "as-is"], default="advised",
                         help="steady state: first create the indexes `maintainer check` advises for the cleanup, as an"
                              " operator would (default), or keep the application's schema as it is")
@@ -97,9 +100,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if min(args.events, args.steady_events) < 1000 or min(args.runs, args.pairs, args.app_clients) < 1 \
-            or args.app_rate <= 0:
+            or args.app_rate <= 0 or not 32 <= args.content_bytes <= 1800:
         _parser().error("--events and --steady-events must be at least 1000; --runs, --pairs, --app-clients and"
-                        " --app-rate positive")
+                        " --app-rate positive; --content-bytes from 32 to 1800 (wider content leaves the row for"
+                        " TOAST storage)")
     options = Options(args.events, args.batch_sizes, args.runs, args.pairs, args.app_clients, args.app_rate,
                       dict(args.set))
     first_run, steady = args.scenario in ("all", "first-run"), args.scenario in ("all", "steady")
@@ -118,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress("server: " + ", ".join(f"{name}={value}" for name, value in settings.items()))
         if first_run:
             progress(f"building the template: {options.events:,} synthetic events...")
-            template = server.build_template(options.events, time_ordered=args.time_ordered)
+            template = server.build_template(options.events, time_ordered=args.time_ordered,
+                                             content_bytes=args.content_bytes)
             try:
                 progress(f"template ready in {template.seconds:.1f} s: {template.eligible:,} of {template.events:,}"
                          f" events eligible at cutoff {template.cutoff} (guard band {GUARD_BAND})")
@@ -130,12 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.drop(template.name)
         if steady:
             steady_runs = _steady_state(server, args.steady_events, options.runs, args.time_ordered,
-                                        args.steady_schema == "advised", progress)
+                                        args.steady_schema == "advised", args.content_bytes, progress)
 
     summary = report.summarize(runs, steady_runs, events=options.events, batch_sizes=options.batch_sizes, extra={
         **extra, "app_clients": options.app_clients, "app_rate": options.app_rate,
         "cleanup_settings": options.cleanup_settings, "pairs": options.pairs, "steady_events": args.steady_events,
-        "time_ordered": args.time_ordered, "steady_schema": args.steady_schema,
+        "time_ordered": args.time_ordered, "content_bytes": args.content_bytes, "steady_schema": args.steady_schema,
         "machine": machine, "server": settings, "elapsed_s": round(time.monotonic() - started, 1),
     })
     if args.details:
@@ -159,14 +164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _steady_state(
-    server: Server, events: int, runs: int, time_ordered: bool, advised_indexes: bool, progress: Progress
+    server: Server, events: int, runs: int, time_ordered: bool, advised_indexes: bool, content_bytes: int,
+    progress: Progress,
 ) -> list[list[SteadyResults]]:
     """Per run, the steady scenario at ``events`` over a year and four times that over four years."""
     templates = []
     try:
         for size, days in ((events, 365), (4 * events, 4 * 365)):
             progress(f"building the steady template: {size:,} synthetic events over {days} days...")
-            templates.append(build_steady_template(server, size, days, time_ordered, advised_indexes, progress))
+            templates.append(build_steady_template(server, size, days, time_ordered, advised_indexes, progress,
+                                                   content_bytes))
         results = []
         for index in range(runs):
             progress(f"steady state, run {index + 1} of {runs}")

@@ -94,7 +94,8 @@ class Server:
         return {str(name): str(value) for name, value in rows}
 
     def build_template(
-        self, events: int, days: int = 365, suffix: str = "template", time_ordered: bool = False
+        self, events: int, days: int = 365, suffix: str = "template", time_ordered: bool = False,
+        content_bytes: int = 32,
     ) -> Template:
         """``events`` synthetic events, their sessions starting over the ``days`` before now."""
         started = time.monotonic()
@@ -107,7 +108,8 @@ class Server:
             conn.execute(sql.SQL("ALTER DATABASE {} SET timezone TO 'UTC'").format(sql.Identifier(name)))
         with psycopg.connect(self.url_for(name)) as conn:
             create_schema(conn)
-            add_synthetic_data(conn, events=events, now=now, seed=SEED, days=days, time_ordered=time_ordered)
+            add_synthetic_data(conn, events=events, now=now, seed=SEED, days=days, time_ordered=time_ordered,
+                               content_bytes=content_bytes)
             for retention_days in STEADY_RETENTIONS:
                 psycopg.ClientCursor(conn).execute(
                     _GUARD_BAND, {"band": GUARD_BAND, "cutoff": now - timedelta(days=retention_days)})

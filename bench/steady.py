@@ -41,11 +41,13 @@ class SteadyResults:
 
 
 def build_steady_template(
-    server: Server, events: int, days: int, time_ordered: bool, advised_indexes: bool, progress: Progress
+    server: Server, events: int, days: int, time_ordered: bool, advised_indexes: bool, progress: Progress,
+    content_bytes: int = 32,
 ) -> tuple[Template, int]:
     """A template in the steady state; also returns how many events the backlog held."""
     started = time.monotonic()
-    built = server.build_template(events, days, suffix=f"steady_{events}", time_ordered=time_ordered)
+    built = server.build_template(events, days, suffix=f"steady_{events}", time_ordered=time_ordered,
+                                  content_bytes=content_bytes)
     url = server.url_for(built.name)
     with psycopg.connect(url, autocommit=True) as conn:
         backlog = conn.execute(SINGLE_DELETE, {"cutoff": built.cutoff}).rowcount

@@ -25,13 +25,16 @@ def add_synthetic_data(
     agents: int = 20,
     days: int = 365,
     time_ordered: bool = False,
+    content_bytes: int = 32,
 ) -> None:
     """Insert ``events`` events (and their sessions and agents), sessions starting over the ``days`` before
-    ``now``; stored session by session, or ``time_ordered``, in the order they were created."""
+    ``now``; stored session by session, or ``time_ordered``, in the order they were created. Each event's
+    content holds a text of ``content_bytes`` characters (at least 32)."""
     params = {
         "now": now.replace(tzinfo=None),
         "days": days,
         "time_ordered": time_ordered,
+        "content_bytes": content_bytes,
         "seed": seed,
         "agents": agents,
         "events": events,

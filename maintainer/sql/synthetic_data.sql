@@ -29,7 +29,7 @@ INSERT INTO parlant_event (id, session_id, "offset", event_type, content, create
 SELECT id, session_id, "offset", event_type, content, created_at FROM (
     SELECT g, md5('event-' || g)::uuid AS id, s.id AS session_id, g %% %(per_session)s AS "offset",
            (ARRAY['customer_message', 'agent_message', 'tool_call', 'tool_result'])[1 + g %% 4] AS event_type,
-           jsonb_build_object('text', md5(g::text)) AS content,
+           jsonb_build_object('text', rpad(md5(g::text), %(content_bytes)s, md5(g::text))) AS content,
            CASE WHEN g %% %(per_session)s = %(per_session)s - 1 AND random() < 0.05
                 THEN %(now)s - random() * interval '30 days'  -- a late event in an old session
                 ELSE s.started_at + (g %% %(per_session)s)::float8 / %(per_session)s

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
+import psycopg
 import pytest
 
 from bench.report import label
+from maintainer.fixture import add_synthetic_data
+from tests.support.parlant import NOW
 from tests.support.paths import ROOT
 
 SUMMARY_KEYS = {
@@ -69,6 +73,27 @@ def test_benchmark_refuses_a_bad_cleanup_setting_naming_it_before_it_builds_anyt
     assert completed.returncode == 2
     assert named in completed.stderr
     assert completed.stdout == ""
+
+
+def test_benchmark_refuses_event_content_too_wide_for_the_table_row() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--content-bytes", "4000"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+
+    assert completed.returncode == 2
+    assert "--content-bytes from 32 to 1800" in completed.stderr
+
+
+def test_wider_synthetic_events_carry_the_content_asked_for(conn: psycopg.Connection[Any]) -> None:
+    add_synthetic_data(conn, events=400, now=NOW, content_bytes=500)
+
+    widths = conn.execute("SELECT min(length(content->>'text')), max(length(content->>'text')),"
+                          " min(pg_column_size(e.*)) FROM parlant_event AS e").fetchone()
+    assert widths is not None
+    shortest, longest, narrowest_row = widths
+    assert (shortest, longest) == (500, 500)
+    assert narrowest_row > 500
 
 
 def test_benchmark_rows_are_named_for_the_settings_they_ran_with() -> None:
