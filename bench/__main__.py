@@ -25,6 +25,7 @@ from bench.database import GUARD_BAND, Server, benchmark_server
 from bench.steady import SteadyResults, build_steady_template, run_steady
 from bench.suite import Options, Progress, RunResults, run_variants
 from jobs.cleanup_old_events import CleanupSettings
+from maintainer.fixture import CONTENT_BYTES
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -73,9 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-ordered", action="store_true",
                         help="store the synthetic events in the order they were created, as an application appends"
                              " them (default: session by session)")
-    parser.add_argument("--content-bytes", type=int, default=32, metavar="N",
-                        help="characters of text in each synthetic event's content (default 32: about 140 bytes a"
-                             " row in the table; each character more adds one)")
+    parser.add_argument("--content-bytes", type=int, default=CONTENT_BYTES, metavar="N",
+                        help="characters of text in each synthetic event's content (default %(default)s: about 140"
+                             " bytes a row in the table; each character more adds one)")
     parser.add_argument("--steady-schema", choices=["advised", "as-is"], default="advised",
                         help="steady state: first create the indexes `maintainer check` advises for the cleanup, as an"
                              " operator would (default), or keep the application's schema as it is")
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if min(args.events, args.steady_events) < 1000 or min(args.runs, args.pairs, args.app_clients) < 1 \
-            or args.app_rate <= 0 or not 32 <= args.content_bytes <= 1800:
+            or args.app_rate <= 0 or not CONTENT_BYTES <= args.content_bytes <= 1800:
         _parser().error("--events and --steady-events must be at least 1000; --runs, --pairs, --app-clients and"
                         " --app-rate positive; --content-bytes from 32 to 1800 (wider content leaves the row for"
                         " TOAST storage)")
@@ -172,8 +173,8 @@ def _steady_state(
     try:
         for size, days in ((events, 365), (4 * events, 4 * 365)):
             progress(f"building the steady template: {size:,} synthetic events over {days} days...")
-            templates.append(build_steady_template(server, size, days, time_ordered, advised_indexes, progress,
-                                                   content_bytes))
+            templates.append(build_steady_template(server, size, days, time_ordered, content_bytes, advised_indexes,
+                                                   progress))
         results = []
         for index in range(runs):
             progress(f"steady state, run {index + 1} of {runs}")

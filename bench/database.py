@@ -29,7 +29,7 @@ from psycopg.conninfo import make_conninfo
 
 from jobs.cleanup_old_events import CleanupSettings
 from maintainer.embedded import start_server
-from maintainer.fixture import add_synthetic_data, create_schema
+from maintainer.fixture import CONTENT_BYTES, add_synthetic_data, create_schema
 
 RETENTION_DAYS = CleanupSettings().retention_days
 RETENTION = timedelta(days=RETENTION_DAYS)
@@ -95,7 +95,7 @@ class Server:
 
     def build_template(
         self, events: int, days: int = 365, suffix: str = "template", time_ordered: bool = False,
-        content_bytes: int = 32,
+        content_bytes: int = CONTENT_BYTES,
     ) -> Template:
         """``events`` synthetic events, their sessions starting over the ``days`` before now."""
         started = time.monotonic()

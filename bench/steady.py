@@ -41,8 +41,8 @@ class SteadyResults:
 
 
 def build_steady_template(
-    server: Server, events: int, days: int, time_ordered: bool, advised_indexes: bool, progress: Progress,
-    content_bytes: int = 32,
+    server: Server, events: int, days: int, time_ordered: bool, content_bytes: int, advised_indexes: bool,
+    progress: Progress,
 ) -> tuple[Template, int]:
     """A template in the steady state; also returns how many events the backlog held."""
     started = time.monotonic()

@@ -15,6 +15,10 @@ def create_schema(conn: psycopg.Connection[Any]) -> None:
     conn.execute(sql_file("maintainer", "parlant_fixture.sql").encode())
 
 
+# Each event's content text by default: an md5, the width every benchmark figure without --content-bytes has.
+CONTENT_BYTES = 32
+
+
 def add_synthetic_data(
     conn: psycopg.Connection[Any],
     *,
@@ -25,7 +29,7 @@ def add_synthetic_data(
     agents: int = 20,
     days: int = 365,
     time_ordered: bool = False,
-    content_bytes: int = 32,
+    content_bytes: int = CONTENT_BYTES,
 ) -> None:
     """Insert ``events`` events (and their sessions and agents), sessions starting over the ``days`` before
     ``now``; stored session by session, or ``time_ordered``, in the order they were created. Each event's
